@@ -1,0 +1,34 @@
+# voicecli developer commands. `make install` once, then `make run` / `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install run serve test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+
+# The main job: the assistant. With no API key configured it talks to the embedded local server.
+run: install
+	$(BIN)/voicecli serve
+
+serve: install
+	$(BIN)/voicecli serve --port 8765
+
+test: install
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check voicecli tests bench
+	$(BIN)/ruff format --check voicecli tests bench
+	$(BIN)/mypy voicecli
+
+bench: install
+	$(BIN)/python bench/serve_connect.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

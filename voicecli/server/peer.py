@@ -1,0 +1,223 @@
+"""The WebRTC side of one call in `voicecli serve`: an aiortc answerer shaped like the real one.
+
+Like the service, it answers with host candidates only (127.0.0.1 here), Opus with
+``minptime=10;useinbandfec=1``, and the data channel; it never contacts a STUN server. Audio
+goes out as paced 20 ms Opus frames whether or not "the model" is speaking (the real service's
+RTP never stops either).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import av
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from voicecli.audio.dsp import to_mono
+from voicecli.rtc import tuning
+from voicecli.server.playback import FRAME_SAMPLES
+from voicecli.server.responders import RATE_HZ, Pcm, Responder
+from voicecli.server.session import CallSession, SessionOptions
+from voicecli.server.shapes import JsonObject
+
+log = logging.getLogger(__name__)
+
+MAX_LAG_S = 0.2  # a stalled loop catches up at most this much, then the clock restarts
+
+
+@dataclass
+class CallFaults:
+    """Per-call fault switches (see server/faults.py for the flags)."""
+
+    drop_after_s: float | None = None
+    drop_silently: bool = False
+    max_session_s: float | None = None
+    rtp_loss: float = 0.0
+    seed: int | None = None
+
+
+class PacedAudioTrack(MediaStreamTrack):  # type: ignore[misc]  # aiortc is untyped
+    """20 ms s16 mono 48 kHz frames at real-time pace; aiortc's sender does not pace (§1.1)."""
+
+    kind = "audio"
+
+    def __init__(self, source: Callable[[int], Pcm]) -> None:
+        super().__init__()
+        self._source = source
+        self._pts = 0
+        self._start: float | None = None
+        self.muted = asyncio.Event()  # set: send nothing at all (a silently dead peer)
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        await self._wait_turn()
+        frame = av.AudioFrame.from_ndarray(
+            self._source(FRAME_SAMPLES).reshape(1, -1), format="s16", layout="mono"
+        )
+        frame.sample_rate = RATE_HZ
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, RATE_HZ)
+        self._pts += FRAME_SAMPLES
+        return frame
+
+    async def _wait_turn(self) -> None:
+        if self.muted.is_set():
+            await asyncio.Event().wait()  # never returns; the sender is cancelled at close
+        loop = asyncio.get_running_loop()
+        if self._start is None or loop.time() - self._deadline() > MAX_LAG_S:
+            self._start = loop.time() - self._pts / RATE_HZ
+        delay = self._deadline() - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def _deadline(self) -> float:
+        assert self._start is not None
+        return self._start + self._pts / RATE_HZ
+
+
+class Call:
+    """One WebRTC call: peer connection, data channel, audio in and out, and its session."""
+
+    def __init__(
+        self,
+        call_id: str,
+        responder: Responder,
+        session: JsonObject,
+        options: SessionOptions,
+        faults: CallFaults,
+    ) -> None:
+        self.call_id = call_id
+        self.faults = faults
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.session = CallSession(self, responder, session, options)
+        self.track = PacedAudioTrack(self.session.pull_audio)
+        self.closed = asyncio.Event()
+        self._channel: RTCDataChannel | None = None
+        self._remote: MediaStreamTrack | None = None
+        self._silent = False
+        self._wire()
+
+    def _wire(self) -> None:
+        self.pc.on("datachannel", self._on_channel)
+        self.pc.on("track", self._on_track)
+        self.pc.on("connectionstatechange", self._on_state)
+
+    async def answer(self, offer_sdp: str) -> str:
+        """Set the offer, answer it; returns the answer SDP with its candidates."""
+        tuning.install()
+        await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.kind == "audio":
+                transceiver.direction = "sendrecv"
+                transceiver.sender.replaceTrack(self.track)
+                tuning.use_passthrough_jitter_buffer(transceiver.receiver)
+        answer = await self.pc.createAnswer()
+        with tuning.loopback_ice():
+            await self.pc.setLocalDescription(answer)
+        self._apply_rtp_loss()
+        return str(self.pc.localDescription.sdp)
+
+    def _apply_rtp_loss(self) -> None:
+        if self.faults.rtp_loss <= 0:
+            return
+        rng = random.Random(self.faults.seed)
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.kind == "audio":
+                tuning.drop_outgoing_rtp(transceiver.sender.transport, self.faults.rtp_loss, rng)
+                return
+
+    async def run(self) -> None:
+        """Serve the call until it closes, then release everything."""
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self.session.run())
+                helpers = [tasks.create_task(self._pump()), tasks.create_task(self._timers())]
+                await self.closed.wait()
+                self.session.close()
+                # A peer that never connected never ends its remote track: cancel, don't wait.
+                for task in helpers:
+                    task.cancel()
+                await self.pc.close()
+        finally:
+            self.session.close()
+
+    async def close(self) -> None:
+        self.closed.set()
+
+    # Link (what the session calls).
+
+    def send_text(self, text: str) -> None:
+        channel = self._channel
+        if channel is None or channel.readyState != "open" or self._silent:
+            log.debug("call %s: event dropped, channel not open", self.call_id)
+            return
+        channel.send(text)
+
+    def close_events(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+
+    def drop(self) -> None:
+        """Fault: drop the call, gracefully (pc.close) or silently (stop sending anything)."""
+        if self.faults.drop_silently:
+            self._silent = True
+            self.track.muted.set()
+        else:
+            self.closed.set()
+
+    # aiortc events.
+
+    def _on_channel(self, channel: RTCDataChannel) -> None:
+        if self._channel is not None:
+            return  # the service uses the first channel the client opens
+        self._channel = channel
+        channel.on("message", self._on_message)
+        if channel.readyState == "open":
+            self.session.on_open()
+        else:
+            channel.on("open", self.session.on_open)
+
+    def _on_message(self, message: str | bytes) -> None:
+        if self._silent:
+            return
+        text = message if isinstance(message, str) else message.decode("utf-8", "replace")
+        self.session.on_message(text)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio" and self._remote is None:
+            self._remote = track
+
+    def _on_state(self) -> None:
+        if self.pc.connectionState in {"failed", "closed"}:
+            self.closed.set()
+
+    # Tasks.
+
+    async def _pump(self) -> None:
+        """Always drain the caller's audio (undrained tracks grow memory without bound)."""
+        if self._remote is None:  # set during setRemoteDescription; the offer had audio
+            return
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await self._remote.recv()
+                if not self._silent:
+                    self.session.on_audio(to_mono(frame.to_ndarray(), len(frame.layout.channels)))
+
+    async def _timers(self) -> None:
+        waits: list[tuple[float, Callable[[], None]]] = []
+        if self.faults.drop_after_s is not None:
+            waits.append((self.faults.drop_after_s, self.drop))
+        if self.faults.max_session_s is not None:
+            waits.append((self.faults.max_session_s, self.session.expire))
+        start = asyncio.get_running_loop().time()
+        for at, action in sorted(waits, key=lambda w: w[0]):
+            await asyncio.sleep(max(0.0, start + at - asyncio.get_running_loop().time()))
+            action()
