@@ -99,7 +99,8 @@ class ResponseRun:
                 },
             }
         self._emit("response.done", response=self._response(status, details))
-        self.ctx.output.finish(self.response_id)
+        if self.audio_started:  # output_audio_buffer.stopped only follows audio that started
+            self.ctx.output.finish(self.response_id)
 
     # Parts.
 

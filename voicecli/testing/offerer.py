@@ -78,6 +78,7 @@ class Offerer:
     session: JsonObject | None = None
     multipart: bool = True
     events: list[JsonObject] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)  # perf_counter() of each event
     problems: list[tuple[str, SchemaProblem]] = field(default_factory=list)
     audio_in: list[tuple[float, Pcm]] = field(default_factory=list)  # (arrival time, 20 ms)
     timings: Timings = field(default_factory=Timings)
@@ -151,6 +152,10 @@ class Offerer:
         async with asyncio.timeout(timeout_s):
             await self.channel_closed.wait()
 
+    def arrival(self, event: JsonObject) -> float:
+        """When ``event`` (an object from ``events``) arrived."""
+        return self.arrivals[next(i for i, e in enumerate(self.events) if e is event)]
+
     def types(self, after: int = 0) -> list[str]:
         return [str(e.get("type")) for e in self.events[after:]]
 
@@ -182,6 +187,7 @@ class Offerer:
         if event.get("type") == "session.created":
             self.timings.session_created_s = time.perf_counter()
         self.events.append(event)
+        self.arrivals.append(time.perf_counter())
         waiters, self._waiters = self._waiters, []
         for arrived in waiters:
             if not arrived.done():
