@@ -67,27 +67,39 @@ async def test_answer_looks_like_the_real_one() -> None:
 async def test_offer_without_audio_is_invalid_offer() -> None:
     async with serve() as server:
         status, _, body = await post(
-            f"{server.base_url}/realtime/calls", data=await offer_sdp(audio=False),
+            f"{server.base_url}/realtime/calls",
+            data=await offer_sdp(audio=False),
             headers={"Content-Type": "application/sdp"},
         )
     assert status == 400
-    assert json.loads(body) == {"error": {
-        "message": "Invalid SDP offer. Offer did not have an audio media section.",
-        "type": "invalid_request_error", "param": None, "code": "invalid_offer"}}
+    assert json.loads(body) == {
+        "error": {
+            "message": "Invalid SDP offer. Offer did not have an audio media section.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_offer",
+        }
+    }
 
 
 async def test_unparsable_offer_is_invalid_offer() -> None:
     async with serve() as server:
-        status, _, body = await post(f"{server.base_url}/realtime/calls", data="hello",
-                                     headers={"Content-Type": "application/sdp"})
+        status, _, body = await post(
+            f"{server.base_url}/realtime/calls",
+            data="hello",
+            headers={"Content-Type": "application/sdp"},
+        )
     assert status == 400
     assert json.loads(body)["error"]["code"] == "invalid_offer"
 
 
 async def test_wrong_key_is_401_with_the_service_body() -> None:
     async with serve(keys=KeyStore.of([KEY], open=False)) as server:
-        status, _, body = await post(f"{server.base_url}/realtime/calls",
-                                     key="sk-wrong-key-000000000000", data=multipart("v=0"))
+        status, _, body = await post(
+            f"{server.base_url}/realtime/calls",
+            key="sk-wrong-key-000000000000",
+            data=multipart("v=0"),
+        )
     error = json.loads(body)["error"]
     assert status == 401
     assert error["code"] == "invalid_api_key" and error["type"] == "invalid_request_error"
@@ -96,9 +108,11 @@ async def test_wrong_key_is_401_with_the_service_body() -> None:
 
 
 async def test_missing_key_is_401() -> None:
-    async with serve() as server, aiohttp.ClientSession() as http, http.get(
-        f"{server.base_url}/models"
-    ) as reply:
+    async with (
+        serve() as server,
+        aiohttp.ClientSession() as http,
+        http.get(f"{server.base_url}/models") as reply,
+    ):
         status, body = reply.status, await reply.text()
     assert status == 401
     assert "didn't provide an API key" in json.loads(body)["error"]["message"]
@@ -106,8 +120,11 @@ async def test_missing_key_is_401() -> None:
 
 async def test_wrong_content_type_is_415() -> None:
     async with serve() as server:
-        status, _, body = await post(f"{server.base_url}/realtime/calls", data="{}",
-                                     headers={"Content-Type": "application/json"})
+        status, _, body = await post(
+            f"{server.base_url}/realtime/calls",
+            data="{}",
+            headers={"Content-Type": "application/json"},
+        )
     assert status == 415
     assert json.loads(body)["error"]["code"] == "unsupported_content_type"
 
@@ -122,8 +139,11 @@ async def test_beta_session_part_is_refused_like_the_service() -> None:
 
 
 async def test_session_part_shapes_the_session() -> None:
-    session = {"type": "realtime", "instructions": "Be brief.",
-               "audio": {"output": {"voice": "cedar"}}}
+    session = {
+        "type": "realtime",
+        "instructions": "Be brief.",
+        "audio": {"output": {"voice": "cedar"}},
+    }
     async with serve() as server, connected(server, session=session) as client:
         created = (await client.wait_for("session.created"))["session"]
     assert created["instructions"] == "Be brief."
@@ -132,9 +152,11 @@ async def test_session_part_shapes_the_session() -> None:
 
 
 async def test_models_lists_realtime_models() -> None:
-    async with serve() as server, aiohttp.ClientSession() as http, http.get(
-        f"{server.base_url}/models", headers={"Authorization": f"Bearer {KEY}"}
-    ) as reply:
+    async with (
+        serve() as server,
+        aiohttp.ClientSession() as http,
+        http.get(f"{server.base_url}/models", headers={"Authorization": f"Bearer {KEY}"}) as reply,
+    ):
         body = await reply.json()
     assert reply.status == 200
     assert "gpt-realtime-2.1" in [m["id"] for m in body["data"]]
@@ -146,8 +168,10 @@ async def test_ephemeral_key_is_minted_used_and_expires() -> None:
     async with serve(keys=keys) as server:
         status, _, body = await post(
             f"{server.base_url}/realtime/client_secrets",
-            json={"expires_after": {"anchor": "created_at", "seconds": 60},
-                  "session": {"type": "realtime", "instructions": "From the token."}},
+            json={
+                "expires_after": {"anchor": "created_at", "seconds": 60},
+                "session": {"type": "realtime", "instructions": "From the token."},
+            },
         )
         secret = json.loads(body)
         assert status == 200 and secret["value"].startswith("ek_")
@@ -157,9 +181,12 @@ async def test_ephemeral_key_is_minted_used_and_expires() -> None:
         assert created["instructions"] == "From the token."
         now[0] += 61
         assert keys.check(secret["value"]) is KeyVerdict.EXPIRED
-        status, _, body = await post(f"{server.base_url}/realtime/calls",
-                                     key=secret["value"], data=await offer_sdp(),
-                                     headers={"Content-Type": "application/sdp"})
+        status, _, body = await post(
+            f"{server.base_url}/realtime/calls",
+            key=secret["value"],
+            data=await offer_sdp(),
+            headers={"Content-Type": "application/sdp"},
+        )
     assert status == 401
     assert json.loads(body)["error"]["code"] == "invalid_api_key"
 
@@ -167,8 +194,10 @@ async def test_ephemeral_key_is_minted_used_and_expires() -> None:
 @pytest.mark.parametrize("seconds", [5, 7201, "600"])
 async def test_client_secret_lifetime_is_checked(seconds: object) -> None:
     async with serve() as server:
-        status, _, body = await post(f"{server.base_url}/realtime/client_secrets",
-                                     json={"expires_after": {"seconds": seconds}})
+        status, _, body = await post(
+            f"{server.base_url}/realtime/client_secrets",
+            json={"expires_after": {"seconds": seconds}},
+        )
     assert status == 400
     assert json.loads(body)["error"]["param"] == "expires_after.seconds"
 
@@ -177,17 +206,21 @@ async def test_ephemeral_key_cannot_mint_more_keys() -> None:
     async with serve(keys=KeyStore.of([KEY], open=False)) as server:
         _, _, body = await post(f"{server.base_url}/realtime/client_secrets", json={})
         ephemeral = json.loads(body)["value"]
-        status, _, _ = await post(f"{server.base_url}/realtime/client_secrets", key=ephemeral,
-                                  json={})
+        status, _, _ = await post(
+            f"{server.base_url}/realtime/client_secrets", key=ephemeral, json={}
+        )
     assert status == 401
 
 
 async def test_azure_paths_and_api_key_header() -> None:
     async with serve(keys=KeyStore.of([KEY], open=False)) as server:
         azure = server.base_url.replace("/v1", "/openai/v1")
-        status, headers, _ = await post(f"{azure}/realtime/calls", key=None,
-                                        headers={"api-key": KEY},
-                                        data=multipart(await offer_sdp()))
+        status, headers, _ = await post(
+            f"{azure}/realtime/calls",
+            key=None,
+            headers={"api-key": KEY},
+            data=multipart(await offer_sdp()),
+        )
     assert status == 201
     assert headers["Location"].startswith("/v1/realtime/calls/rtc_")
 

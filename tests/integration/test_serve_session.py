@@ -52,16 +52,29 @@ def speak(client: Offerer, ms: int = 600) -> None:
 
 
 def user_text(text: str) -> dict[str, object]:
-    return {"type": "conversation.item.create",
-            "item": {"type": "message", "role": "user",
-                     "content": [{"type": "input_text", "text": text}]}}
+    return {
+        "type": "conversation.item.create",
+        "item": {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": text}],
+        },
+    }
 
 
 async def test_session_update_merges_and_answers_with_the_whole_session() -> None:
     async with serve() as server, connected(server) as client:
-        client.send({"type": "session.update", "event_id": "evt_1",
-                     "session": {"type": "realtime", "instructions": "Be brief.",
-                                 "audio": {"output": {"voice": "cedar"}}}})
+        client.send(
+            {
+                "type": "session.update",
+                "event_id": "evt_1",
+                "session": {
+                    "type": "realtime",
+                    "instructions": "Be brief.",
+                    "audio": {"output": {"voice": "cedar"}},
+                },
+            }
+        )
         session = (await client.wait_for("session.updated"))["session"]
     assert session["instructions"] == "Be brief."
     assert session["audio"]["output"]["voice"] == "cedar"
@@ -70,8 +83,13 @@ async def test_session_update_merges_and_answers_with_the_whole_session() -> Non
 
 async def test_bad_events_get_errors_and_the_session_stays_open() -> None:
     async with serve() as server, connected(server) as client:
-        client.send({"type": "session.update", "event_id": "evt_beta",
-                     "session": {"type": "realtime", "modalities": ["text"]}})
+        client.send(
+            {
+                "type": "session.update",
+                "event_id": "evt_beta",
+                "session": {"type": "realtime", "modalities": ["text"]},
+            }
+        )
         beta = (await client.wait_for("error"))["error"]
         client.channel.send("this is not json")
         count = len(client.events)
@@ -82,7 +100,10 @@ async def test_bad_events_get_errors_and_the_session_stays_open() -> None:
         client.send({"type": "session.update", "session": {"type": "realtime"}})
         await client.wait_for("session.updated")
     assert (beta["code"], beta["param"], beta["event_id"]) == (
-        "unknown_parameter", "session.modalities", "evt_beta")
+        "unknown_parameter",
+        "session.modalities",
+        "evt_beta",
+    )
     assert beta["message"] == "Unknown parameter: 'session.modalities'."
     assert not_json["code"] == "invalid_json"
     assert (unknown["code"], unknown["param"]) == ("invalid_value", "type")
@@ -99,11 +120,14 @@ async def test_scripted_spoken_turn(tmp_path: Path) -> None:
     say = "Hi, I am a script."
     wav = "reply.wav"
     """
-    session = {"type": "realtime",
-               "audio": {"input": {"transcription": {"model": "gpt-4o-mini-transcribe"}}}}
-    async with serve(responder=scripted(tmp_path, script)) as server, connected(
-        server, session=session
-    ) as client:
+    session = {
+        "type": "realtime",
+        "audio": {"input": {"transcription": {"model": "gpt-4o-mini-transcribe"}}},
+    }
+    async with (
+        serve(responder=scripted(tmp_path, script)) as server,
+        connected(server, session=session) as client,
+    ):
         speak(client)
         await client.wait_for("output_audio_buffer.stopped")
         await asyncio.sleep(0.1)  # the last RTP frames trail the event
@@ -111,13 +135,16 @@ async def test_scripted_spoken_turn(tmp_path: Path) -> None:
     # Input transcription is asynchronous: it may arrive anywhere after the commit (§4.6 14).
     transcription = [t for t in turn if "input_audio_transcription" in t]
     assert transcription == ["conversation.item.input_audio_transcription.delta"] * 2 + [
-        "conversation.item.input_audio_transcription.completed"]
+        "conversation.item.input_audio_transcription.completed"
+    ]
     assert [t for t in turn if "input_audio_transcription" not in t] == SPOKEN_TURN
     events = {e["type"]: e for e in client.events}
     assert events["conversation.item.input_audio_transcription.completed"]["transcript"] == (
-        "hello there")
-    deltas = [e["delta"] for e in client.events
-              if e["type"] == "response.output_audio_transcript.delta"]
+        "hello there"
+    )
+    deltas = [
+        e["delta"] for e in client.events if e["type"] == "response.output_audio_transcript.delta"
+    ]
     assert "".join(deltas) == "Hi, I am a script."
     done = events["response.done"]["response"]
     assert done["status"] == "completed"
@@ -151,22 +178,34 @@ match = "12:00"
 say = "It is noon."
 """
 
-GET_TIME = {"type": "function", "name": "get_time", "description": "The time.",
-            "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}}}
+GET_TIME = {
+    "type": "function",
+    "name": "get_time",
+    "description": "The time.",
+    "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}},
+}
 
 
 async def test_tool_round_trip(tmp_path: Path) -> None:
     session = {"type": "realtime", "tools": [GET_TIME]}
-    async with serve(responder=scripted(tmp_path, TOOL_SCRIPT)) as server, connected(
-        server, session=session
-    ) as client:
+    async with (
+        serve(responder=scripted(tmp_path, TOOL_SCRIPT)) as server,
+        connected(server, session=session) as client,
+    ):
         client.send(user_text("what time is it?"))
         client.send({"type": "response.create"})
         call = await client.wait_for("response.function_call_arguments.done")
         first = await client.wait_for("response.done")
-        client.send({"type": "conversation.item.create",
-                     "item": {"type": "function_call_output", "call_id": call["call_id"],
-                              "output": json.dumps({"time": "12:00"})}})
+        client.send(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "function_call_output",
+                    "call_id": call["call_id"],
+                    "output": json.dumps({"time": "12:00"}),
+                },
+            }
+        )
         mark = len(client.events)
         added = await client.wait_for("conversation.item.done", after=mark)
         client.send({"type": "response.create"})
@@ -180,31 +219,55 @@ async def test_tool_round_trip(tmp_path: Path) -> None:
 
 async def test_tool_output_must_name_a_known_call_and_be_a_string() -> None:
     async with serve() as server, connected(server) as client:
-        client.send({"type": "conversation.item.create", "event_id": "evt_unknown",
-                     "item": {"type": "function_call_output", "call_id": "call_nope",
-                              "output": "x"}})
+        client.send(
+            {
+                "type": "conversation.item.create",
+                "event_id": "evt_unknown",
+                "item": {"type": "function_call_output", "call_id": "call_nope", "output": "x"},
+            }
+        )
         unknown = (await client.wait_for("error"))["error"]
         mark = len(client.events)
-        client.send({"type": "conversation.item.create", "event_id": "evt_object",
-                     "item": {"type": "function_call_output", "call_id": "call_nope",
-                              "output": {"time": "12:00"}}})
+        client.send(
+            {
+                "type": "conversation.item.create",
+                "event_id": "evt_object",
+                "item": {
+                    "type": "function_call_output",
+                    "call_id": "call_nope",
+                    "output": {"time": "12:00"},
+                },
+            }
+        )
         wrong_type = (await client.wait_for("error", after=mark))["error"]
         channel_open = not client.channel_closed.is_set()
     assert (unknown["code"], unknown["param"], unknown["event_id"]) == (
-        "invalid_value", "item.call_id", "evt_unknown")
+        "invalid_value",
+        "item.call_id",
+        "evt_unknown",
+    )
     assert (wrong_type["code"], wrong_type["param"]) == ("invalid_type", "item.output")
     assert wrong_type["message"] == (
-        "Invalid type for 'item.output': expected a string, but got an object instead.")
+        "Invalid type for 'item.output': expected a string, but got an object instead."
+    )
     assert channel_open, "an error event, the session goes on"
 
 
 async def test_strict_mode_closes_the_channel_on_a_malformed_tool_output() -> None:
-    async with serve(faults=_faults(strict_tool_output=True)) as server, connected(
-        server
-    ) as client:
-        client.send({"type": "conversation.item.create",
-                     "item": {"type": "function_call_output", "call_id": "call_1",
-                              "output": {"not": "a string"}}})
+    async with (
+        serve(faults=_faults(strict_tool_output=True)) as server,
+        connected(server) as client,
+    ):
+        client.send(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "function_call_output",
+                    "call_id": "call_1",
+                    "output": {"not": "a string"},
+                },
+            }
+        )
         await client.wait_channel_closed(5)
         state = client.pc.connectionState
     assert "error" not in client.types(), "closed without an error event, as users report"
@@ -220,9 +283,7 @@ async def test_barge_in_stops_the_answer(tmp_path: Path) -> None:
     tone_hz = 500
     ms = 4000
     """
-    async with serve(responder=scripted(tmp_path, script)) as server, connected(
-        server
-    ) as client:
+    async with serve(responder=scripted(tmp_path, script)) as server, connected(server) as client:
         client.send(user_text("talk to me"))
         client.send({"type": "response.create"})
         await client.wait_for("output_audio_buffer.started")
@@ -233,7 +294,8 @@ async def test_barge_in_stops_the_answer(tmp_path: Path) -> None:
         await asyncio.sleep(0.5)
     types = client.types()
     assert types.index("input_audio_buffer.speech_started") < types.index(
-        "output_audio_buffer.cleared")
+        "output_audio_buffer.cleared"
+    )
     assert done["response"]["status"] == "cancelled"
     assert done["response"]["status_details"]["reason"] == "turn_detected"
     after = client.received_audio(since=client.arrival(cleared) + 0.1)
@@ -242,8 +304,12 @@ async def test_barge_in_stops_the_answer(tmp_path: Path) -> None:
 
 async def test_push_to_talk_turn() -> None:
     async with serve() as server, connected(server) as client:
-        client.send({"type": "session.update",
-                     "session": {"type": "realtime", "audio": {"input": {"turn_detection": None}}}})
+        client.send(
+            {
+                "type": "session.update",
+                "session": {"type": "realtime", "audio": {"input": {"turn_detection": None}}},
+            }
+        )
         await client.wait_for("session.updated")
         client.mic.push(tone(300, 500))
         await asyncio.sleep(0.8)
@@ -285,9 +351,7 @@ async def test_output_audio_buffer_clear_cuts_buffered_audio(tmp_path: Path) -> 
     say = "A long answer."
     ms = 3000
     """
-    async with serve(responder=scripted(tmp_path, script)) as server, connected(
-        server
-    ) as client:
+    async with serve(responder=scripted(tmp_path, script)) as server, connected(server) as client:
         client.send({"type": "response.create"})
         started = await client.wait_for("output_audio_buffer.started")
         await asyncio.sleep(0.3)

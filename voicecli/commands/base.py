@@ -18,7 +18,7 @@ from voicecli.redact import RedactingFilter, redact
 
 @dataclass
 class GlobalOptions:
-    """Options given before the command (``voicecli --debug serve``). Reaches commands as ctx.obj."""
+    """Options given before the command (``voicecli --debug serve``); reach commands as ctx.obj."""
 
     debug: bool = False
     config_path: Path | None = None

@@ -32,8 +32,10 @@ def build_responder(name: str, script: Path | None) -> Callable[[], Responder]:
         from voicecli.server.script import ScriptedResponder, load_script
 
         if script is None:
-            raise UsageError("--responder scripted needs --script FILE",
-                             hint="a TOML or JSON file of steps; see the README")
+            raise UsageError(
+                "--responder scripted needs --script FILE",
+                hint="a TOML or JSON file of steps; see the README",
+            )
         loaded = load_script(script)
         return lambda: ScriptedResponder(loaded)
     raise UsageError(f"unknown responder '{name}'", hint=f"choose one of: {', '.join(RESPONDERS)}")
@@ -68,18 +70,20 @@ def serve(
     with boundary(ctx):
         if fail_calls is not None and fail_calls not in FAILABLE_STATUSES:
             raise UsageError(f"--fail-calls takes one of {FAILABLE_STATUSES}, not {fail_calls}")
-        if not api_key and not open_keys:
-            open_keys = True
-            print("voicecli serve: no --api-key given, accepting any key", file=sys.stderr)
         faults = ServeFaults(
-            strict_tool_output=strict_tool_output, drop_after_s=drop_after, drop_on=drop_on,
-            drop_silently=drop_silently, max_session_s=max_session, fail_calls=fail_calls,
-            fail_calls_count=fail_calls_count, answer_delay_ms=answer_delay_ms,
+            strict_tool_output=strict_tool_output,
+            drop_after_s=drop_after,
+            drop_on=drop_on,
+            drop_silently=drop_silently,
+            max_session_s=max_session,
+            fail_calls=fail_calls,
+            fail_calls_count=fail_calls_count,
+            answer_delay_ms=answer_delay_ms,
             rtp_loss_percent=rtp_loss,
         )
         config = ServerConfig(
             responder=build_responder(responder, script),
-            keys=KeyStore.of(api_key or [], open=open_keys),
+            keys=KeyStore.of(api_key or [], open=open_keys or not api_key),
             faults=faults,
             generation_speed=speed,
         )
@@ -89,4 +93,9 @@ def serve(
 def _announce(server: RunningServer) -> None:
     # The first stdout line is the base URL, so scripts can read it (tests do).
     print(server.base_url, flush=True)
-    print(f"voicecli serve: listening on {server.base_url} (Ctrl-C to stop)", file=sys.stderr)
+    keys = server.endpoints.config.keys
+    accepts = "any key" if keys.open else f"{len(keys.standard)} key(s) given with --api-key"
+    print(
+        f"voicecli serve: listening on {server.base_url}, accepting {accepts} (Ctrl-C to stop)",
+        file=sys.stderr,
+    )

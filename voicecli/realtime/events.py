@@ -42,9 +42,7 @@ def validate_client_event(event: Mapping[str, Any]) -> None:
     problem = check_client_event(event)
     if problem is not None:
         kind = event.get("type", "?")
-        raise InvalidEventError(
-            f"refused to send {kind}: {problem.message}", param=problem.param
-        )
+        raise InvalidEventError(f"refused to send {kind}: {problem.message}", param=problem.param)
 
 
 def encode_client_event(event: Mapping[str, Any]) -> str:

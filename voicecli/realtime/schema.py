@@ -26,7 +26,8 @@ from openai.types.realtime import realtime_client_event, realtime_server_event
 class SchemaProblem:
     """Why an event does not fit the schema, in the service's own error vocabulary."""
 
-    code: str  # invalid_event | invalid_value | missing_required_parameter | unknown_parameter | invalid_type
+    # invalid_event | invalid_value | missing_required_parameter | unknown_parameter | invalid_type
+    code: str
     param: str | None
     message: str
 
@@ -89,8 +90,9 @@ def _prefixed(problem: SchemaProblem, prefix: str) -> SchemaProblem:
     if not prefix or problem.param is None:
         return problem
     param = _join(prefix, problem.param)
-    return SchemaProblem(problem.code, param, problem.message.replace(f"'{problem.param}'",
-                                                                     f"'{param}'"))
+    return SchemaProblem(
+        problem.code, param, problem.message.replace(f"'{problem.param}'", f"'{param}'")
+    )
 
 
 def _check(

@@ -94,7 +94,7 @@ def _tune_opus_encoder() -> None:
 
     if not getattr(original_init, "_voicecli_tuned", False):
         init._voicecli_tuned = True  # type: ignore[attr-defined]  # marker against double-patching
-        aiortc_opus.OpusEncoder.__init__ = init
+        setattr(aiortc_opus.OpusEncoder, "__init__", init)  # noqa: B010  # mypy: method-assign
 
 
 class PassThroughJitterBuffer:

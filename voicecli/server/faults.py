@@ -2,17 +2,17 @@
 
 Each is a documented `serve` flag (README, `voicecli serve --help`):
 
-| flag | effect |
-|---|---|
-| --strict-tool-output | close the data channel after a malformed function_call_output, as users report the real service does over WebRTC (realtime-protocol.md §5.2) |
-| --drop-after S | drop each call's peer connection S seconds after it is answered |
-| --drop-on TYPE | drop the call when the client sends an event of this type |
-| --drop-silently | a drop stops all RTP and events instead of closing the peer connection (a vanished peer) |
-| --max-session S | send `session_expired` after S seconds, then close (the 60-minute cap, shortened) |
-| --fail-calls STATUS | answer POST /calls with 401, 429 or 500 (the real error bodies) |
-| --fail-calls-count N | only the first N calls fail (0: all), to test retries |
-| --answer-delay-ms MS | delay every SDP answer |
-| --rtp-loss PERCENT | drop this share of outgoing RTP packets |
+- --strict-tool-output: close the data channel after a malformed function_call_output, as
+  users report the real service does over WebRTC (realtime-protocol.md §5.2)
+- --drop-after S: drop each call's peer connection S seconds after it is answered
+- --drop-on TYPE: drop the call when the client sends an event of this type
+- --drop-silently: a drop stops all RTP and events instead of closing the peer connection
+  (a vanished peer, which only a client's liveness check notices)
+- --max-session S: send `session_expired` after S seconds, then close (the 60-minute cap)
+- --fail-calls STATUS: answer POST /calls with 401, 429 or 500 (the real error bodies)
+- --fail-calls-count N: only the first N calls fail (0: all), to test retries
+- --answer-delay-ms MS: delay every SDP answer
+- --rtp-loss PERCENT: drop this share of outgoing RTP packets
 """
 
 from __future__ import annotations

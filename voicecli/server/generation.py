@@ -210,15 +210,11 @@ class ResponseRun:
     def _response(
         self, status: str = "in_progress", details: JsonObject | None = None
     ) -> JsonObject:
-        done = status != "in_progress"
+        ids = (self.response_id, self.ctx.conversation_id, self.ctx.session)
+        if status == "in_progress":
+            return shapes.response_object(*ids)
         return shapes.response_object(
-            self.response_id,
-            self.ctx.conversation_id,
-            self.ctx.session,
-            status=status,
-            output=self.output if done else [],
-            usage=self._usage() if done else None,
-            status_details=details,
+            *ids, status=status, output=self.output, usage=self._usage(), status_details=details
         )
 
     def _usage(self) -> JsonObject:

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 PREFIXES = ("/v1", "/openai/v1")  # OpenAI, and Azure's GA v1 paths (§1.7)
 TTL_DEFAULT_S, TTL_MIN_S, TTL_MAX_S = 600, 10, 7200
+Offer = tuple[str, JsonObject | None]  # the SDP and the multipart session part, if any
 
 
 @dataclass
@@ -47,7 +48,11 @@ class ServerConfig:
 
 
 def error_response(
-    status: int, message: str, *, code: str | None, kind: str = "invalid_request_error",
+    status: int,
+    message: str,
+    *,
+    code: str | None,
+    kind: str = "invalid_request_error",
     param: str | None = None,
 ) -> web.Response:
     """The standard OpenAI error body, used on every endpoint including the SDP one."""
@@ -56,13 +61,22 @@ def error_response(
 
 
 _FORCED = {
-    401: ("Incorrect API key provided. You can find your API key at "
-          "https://platform.openai.com/account/api-keys.", "invalid_api_key",
-          "invalid_request_error"),
-    429: ("You exceeded your current quota, please check your plan and billing details.",
-          "insufficient_quota", "insufficient_quota"),
-    500: ("The server had an error while processing your request. Sorry about that!", None,
-          "server_error"),
+    401: (
+        "Incorrect API key provided. You can find your API key at "
+        "https://platform.openai.com/account/api-keys.",
+        "invalid_api_key",
+        "invalid_request_error",
+    ),
+    429: (
+        "You exceeded your current quota, please check your plan and billing details.",
+        "insufficient_quota",
+        "insufficient_quota",
+    ),
+    500: (
+        "The server had an error while processing your request. Sorry about that!",
+        None,
+        "server_error",
+    ),
 }
 
 
@@ -92,17 +106,27 @@ class Endpoints:
         key = _key_of(request)
         verdict = self.config.keys.check(key)
         if verdict is KeyVerdict.MISSING:
-            return error_response(401, "You didn't provide an API key. You need to provide your "
-                                  "API key in an Authorization header using Bearer auth (i.e. "
-                                  "Authorization: Bearer YOUR_KEY).", code=None)
+            return error_response(
+                401,
+                "You didn't provide an API key. You need to provide your "
+                "API key in an Authorization header using Bearer auth (i.e. "
+                "Authorization: Bearer YOUR_KEY).",
+                code=None,
+            )
         if verdict is KeyVerdict.EXPIRED:
-            return error_response(401, "The ephemeral key has expired. Create a new client "
-                                  "secret.", code="invalid_api_key")
+            return error_response(
+                401,
+                "The ephemeral key has expired. Create a new client secret.",
+                code="invalid_api_key",
+            )
         if verdict is KeyVerdict.INVALID or (standard_only and verdict is KeyVerdict.EPHEMERAL):
-            return error_response(401, f"Incorrect API key provided: {mask_key(key or '')}. You "
-                                  "can find your API key at "
-                                  "https://platform.openai.com/account/api-keys.",
-                                  code="invalid_api_key")
+            return error_response(
+                401,
+                f"Incorrect API key provided: {mask_key(key or '')}. You "
+                "can find your API key at "
+                "https://platform.openai.com/account/api-keys.",
+                code="invalid_api_key",
+            )
         assert key is not None
         return key
 
@@ -145,9 +169,11 @@ class Endpoints:
     async def _answer(self, sdp: str, session: JsonObject) -> web.Response:
         call_id = f"rtc_{secrets.token_hex(16)}"
         faults = self.config.faults
-        options = SessionOptions(generation_speed=self.config.generation_speed,
-                                 strict_tool_output=faults.strict_tool_output,
-                                 drop_on=faults.drop_on)
+        options = SessionOptions(
+            generation_speed=self.config.generation_speed,
+            strict_tool_output=faults.strict_tool_output,
+            drop_on=faults.drop_on,
+        )
         call = Call(call_id, self.config.responder(), session, options, faults.for_call())
         try:
             answer = await call.answer(sdp)
@@ -209,8 +235,10 @@ class Endpoints:
         if isinstance(key, web.Response):
             return key
         created = int(time.time())
-        data = [{"id": m, "object": "model", "created": created, "owned_by": "system"}
-                for m in shapes.MODELS]
+        data = [
+            {"id": m, "object": "model", "created": created, "owned_by": "system"}
+            for m in shapes.MODELS
+        ]
         return web.json_response({"object": "list", "data": data})
 
     async def close_all(self) -> None:
@@ -225,25 +253,32 @@ def _key_of(request: web.Request) -> str | None:
     return request.headers.get("api-key") or None
 
 
-async def _read_offer(request: web.Request) -> tuple[str, JsonObject | None] | web.Response:
+async def _read_offer(request: web.Request) -> Offer | web.Response:
     kind = request.content_type
     if kind == "application/sdp":
         return await _checked_offer(await request.text(), None)
     if kind == "multipart/form-data":
         return await _read_multipart(request)
-    return error_response(415, f"Unsupported content type: '{kind}'. Use application/sdp or "
-                          "multipart/form-data.", code="unsupported_content_type")
+    return error_response(
+        415,
+        f"Unsupported content type: '{kind}'. Use application/sdp or multipart/form-data.",
+        code="unsupported_content_type",
+    )
 
 
-async def _read_multipart(request: web.Request) -> tuple[str, JsonObject | None] | web.Response:
+async def _read_multipart(request: web.Request) -> Offer | web.Response:
     parts: dict[str, str] = {}
     reader = await request.multipart()
     async for part in reader:
         if isinstance(part, BodyPartReader) and part.name in {"sdp", "session"}:
             parts[part.name] = await part.text()
     if "sdp" not in parts:
-        return error_response(400, "Missing required parameter: 'sdp'.",
-                              code="missing_required_parameter", param="sdp")
+        return error_response(
+            400,
+            "Missing required parameter: 'sdp'.",
+            code="missing_required_parameter",
+            param="sdp",
+        )
     session = _parse_session_part(parts.get("session"))
     if isinstance(session, web.Response):
         return session
@@ -256,8 +291,9 @@ def _parse_session_part(text: str | None) -> JsonObject | None | web.Response:
     try:
         session = json.loads(text)
     except ValueError:
-        return error_response(400, "The 'session' part is not valid JSON.", code="invalid_json",
-                              param="session")
+        return error_response(
+            400, "The 'session' part is not valid JSON.", code="invalid_json", param="session"
+        )
     invalid = _invalid_session(session)
     return invalid if invalid is not None else session
 
@@ -269,7 +305,7 @@ def _invalid_session(session: Any) -> web.Response | None:
     return error_response(400, problem.message, code=problem.code, param=problem.param)
 
 
-async def _checked_offer(sdp: str, session: JsonObject | None) -> tuple[str, JsonObject | None] | web.Response:
+async def _checked_offer(sdp: str, session: JsonObject | None) -> Offer | web.Response:
     try:
         parsed = SessionDescription.parse(sdp)
     except (ValueError, IndexError, KeyError):
@@ -287,8 +323,9 @@ async def _json_body(request: web.Request) -> JsonObject | web.Response:
     try:
         body = await request.json()
     except ValueError:
-        return error_response(400, "We could not parse the JSON body of your request.",
-                              code="invalid_json")
+        return error_response(
+            400, "We could not parse the JSON body of your request.", code="invalid_json"
+        )
     if not isinstance(body, dict):
         return error_response(400, "The body must be a JSON object.", code="invalid_json")
     return body
@@ -297,11 +334,16 @@ async def _json_body(request: web.Request) -> JsonObject | web.Response:
 def _ttl(body: JsonObject) -> int | web.Response:
     expires = body.get("expires_after") or {}
     seconds = expires.get("seconds", TTL_DEFAULT_S) if isinstance(expires, dict) else None
-    if not isinstance(seconds, int) or isinstance(seconds, bool) or not (
-        TTL_MIN_S <= seconds <= TTL_MAX_S
+    if (
+        not isinstance(seconds, int)
+        or isinstance(seconds, bool)
+        or not (TTL_MIN_S <= seconds <= TTL_MAX_S)
     ):
-        return error_response(400, f"Invalid 'expires_after.seconds': expected an integer "
-                              f"between {TTL_MIN_S} and {TTL_MAX_S}.", code="invalid_value",
-                              param="expires_after.seconds")
+        return error_response(
+            400,
+            f"Invalid 'expires_after.seconds': expected an integer "
+            f"between {TTL_MIN_S} and {TTL_MAX_S}.",
+            code="invalid_value",
+            param="expires_after.seconds",
+        )
     return seconds
-

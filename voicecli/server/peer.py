@@ -43,7 +43,7 @@ class CallFaults:
     seed: int | None = None
 
 
-class PacedAudioTrack(MediaStreamTrack):  # type: ignore[misc]  # aiortc is untyped
+class PacedAudioTrack(MediaStreamTrack):
     """20 ms s16 mono 48 kHz frames at real-time pace; aiortc's sender does not pace (§1.1)."""
 
     kind = "audio"
@@ -208,6 +208,7 @@ class Call:
         with contextlib.suppress(MediaStreamError):
             while True:
                 frame = await self._remote.recv()
+                assert isinstance(frame, av.AudioFrame)  # an audio track yields audio frames
                 if not self._silent:
                     self.session.on_audio(to_mono(frame.to_ndarray(), len(frame.layout.channels)))
 

@@ -144,22 +144,16 @@ def function_call_item(
 
 
 def response_object(
-    response_id: str,
-    conversation_id: str,
-    session: JsonObject,
-    *,
-    status: str = "in_progress",
-    output: list[JsonObject] | None = None,
-    usage: JsonObject | None = None,
-    status_details: JsonObject | None = None,
+    response_id: str, conversation_id: str, session: JsonObject, **done: Any
 ) -> JsonObject:
+    """A response object; ``done`` sets status, status_details, output and usage when it ends."""
     audio_out = session.get("audio", {}).get("output", {})
     return {
         "object": "realtime.response",
         "id": response_id,
-        "status": status,
-        "status_details": status_details,
-        "output": output or [],
+        "status": "in_progress",
+        "status_details": None,
+        "output": [],
         "conversation_id": conversation_id,
         "output_modalities": session.get("output_modalities", ["audio"]),
         "max_output_tokens": session.get("max_output_tokens", "inf"),
@@ -169,9 +163,9 @@ def response_object(
                 "voice": audio_out.get("voice", "marin"),
             }
         },
-        "usage": usage,
+        "usage": None,
         "metadata": None,
-    }
+    } | done
 
 
 def usage(*, text_in: int, audio_in: int, text_out: int, audio_out: int) -> JsonObject:

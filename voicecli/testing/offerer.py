@@ -117,8 +117,9 @@ class Offerer:
                 form = aiohttp.FormData()
                 form.add_field("sdp", sdp, content_type="application/sdp")
                 if self.session is not None:
-                    form.add_field("session", json.dumps(self.session),
-                                   content_type="application/json")
+                    form.add_field(
+                        "session", json.dumps(self.session), content_type="application/json"
+                    )
                 data = form
             else:
                 headers["Content-Type"] = "application/sdp"
@@ -165,9 +166,10 @@ class Offerer:
 
     async def hangup(self) -> int:
         url = f"{self.base_url}/realtime/calls/{self.call_id}/hangup"
-        async with aiohttp.ClientSession() as http, http.post(
-            url, headers={"Authorization": f"Bearer {self.key}"}
-        ) as reply:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(url, headers={"Authorization": f"Bearer {self.key}"}) as reply,
+        ):
             return reply.status
 
     async def close(self) -> None:
