@@ -9,8 +9,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-install: $(BIN)/python
+# Reinstall only when the dependencies change (a stamp file, not a pip run per target).
+STAMP := $(VENV)/.installed
+$(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
 
 # The main job: the assistant. With no API key configured it talks to the embedded local server.
 run: install

@@ -18,7 +18,7 @@ OPUS_DELAY_SAMPLES = 312  # libopus look-ahead (6.5 ms at 48 kHz)
 
 
 def opus_round_trip(pcm: Pcm) -> Pcm:
-    """``pcm`` through aiortc's Opus encoder (as voicecli tunes it) and decoder, as a peer hears it."""
+    """``pcm`` through aiortc's Opus encoder (tuned as voicecli tunes it) and decoder."""
     tuning.install()
     encoder, decoder = OpusEncoder(), OpusDecoder()
     out: list[Pcm] = []
