@@ -13,7 +13,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from voicecli.server.responders import RATE_HZ, Pcm
+from voicecli.audio.formats import RATE_HZ, Pcm
 
 FULL_SCALE = 32768.0
 # Reported for digital silence (and clamped to) instead of -inf: it keeps levels finite for

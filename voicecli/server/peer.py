@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import logging
 import random
 from collections.abc import Callable
@@ -22,14 +21,12 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from voicecli.audio.dsp import to_mono
 from voicecli.rtc import tuning
-from voicecli.server.playback import FRAME_SAMPLES
-from voicecli.server.responders import RATE_HZ, Pcm, Responder
+from voicecli.rtc.tracks import PacedAudioTrack
+from voicecli.server.responders import Responder
 from voicecli.server.session import CallSession, SessionOptions
 from voicecli.server.shapes import JsonObject
 
 log = logging.getLogger(__name__)
-
-MAX_LAG_S = 0.2  # a stalled loop catches up at most this much, then the clock restarts
 
 
 @dataclass
@@ -41,46 +38,6 @@ class CallFaults:
     max_session_s: float | None = None
     rtp_loss: float = 0.0
     seed: int | None = None
-
-
-class PacedAudioTrack(MediaStreamTrack):
-    """20 ms s16 mono 48 kHz frames at real-time pace; aiortc's sender does not pace (§1.1)."""
-
-    kind = "audio"
-
-    def __init__(self, source: Callable[[int], Pcm]) -> None:
-        super().__init__()
-        self._source = source
-        self._pts = 0
-        self._start: float | None = None
-        self.muted = asyncio.Event()  # set: send nothing at all (a silently dead peer)
-
-    async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        await self._wait_turn()
-        frame = av.AudioFrame.from_ndarray(
-            self._source(FRAME_SAMPLES).reshape(1, -1), format="s16", layout="mono"
-        )
-        frame.sample_rate = RATE_HZ
-        frame.pts = self._pts
-        frame.time_base = fractions.Fraction(1, RATE_HZ)
-        self._pts += FRAME_SAMPLES
-        return frame
-
-    async def _wait_turn(self) -> None:
-        if self.muted.is_set():
-            await asyncio.Event().wait()  # never returns; the sender is cancelled at close
-        loop = asyncio.get_running_loop()
-        if self._start is None or loop.time() - self._deadline() > MAX_LAG_S:
-            self._start = loop.time() - self._pts / RATE_HZ
-        delay = self._deadline() - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-    def _deadline(self) -> float:
-        assert self._start is not None
-        return self._start + self._pts / RATE_HZ
 
 
 class Call:

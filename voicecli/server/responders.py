@@ -15,11 +15,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-import numpy as np
-import numpy.typing as npt
-
-Pcm = npt.NDArray[np.int16]
-RATE_HZ = 48_000
+from voicecli.audio.formats import RATE_HZ as RATE_HZ  # re-exported for responders
+from voicecli.audio.formats import Pcm as Pcm
 
 
 class Trigger(StrEnum):

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,38 +23,10 @@ from aiortc.mediastreams import MediaStreamError
 from voicecli.audio.dsp import to_mono
 from voicecli.realtime.schema import SchemaProblem, check_server_event
 from voicecli.rtc import tuning
-from voicecli.server.peer import PacedAudioTrack
+from voicecli.rtc.tracks import FRAME_SAMPLES, PacedAudioTrack, PcmQueue
 from voicecli.server.responders import Pcm
 
 JsonObject = dict[str, Any]
-
-
-class PcmQueue:
-    """Microphone source: queued PCM, then silence (frames keep flowing like a real mic)."""
-
-    def __init__(self) -> None:
-        self._queue: deque[Pcm] = deque()
-        self._offset = 0
-
-    def push(self, pcm: Pcm) -> None:
-        self._queue.append(pcm)
-
-    def pending(self) -> bool:
-        return bool(self._queue)
-
-    def pull(self, n: int) -> Pcm:
-        out = np.zeros(n, dtype=np.int16)
-        filled = 0
-        while filled < n and self._queue:
-            head = self._queue[0]
-            count = min(n - filled, head.size - self._offset)
-            out[filled : filled + count] = head[self._offset : self._offset + count]
-            filled += count
-            self._offset += count
-            if self._offset >= head.size:
-                self._queue.popleft()
-                self._offset = 0
-        return out
 
 
 @dataclass
@@ -81,6 +52,7 @@ class Offerer:
     arrivals: list[float] = field(default_factory=list)  # perf_counter() of each event
     problems: list[tuple[str, SchemaProblem]] = field(default_factory=list)
     audio_in: list[tuple[float, Pcm]] = field(default_factory=list)  # (arrival time, 20 ms)
+    pts_in: list[int] = field(default_factory=list)  # RTP-derived pts of each received frame
     timings: Timings = field(default_factory=Timings)
     call_id: str | None = None
     mic: PcmQueue = field(default_factory=PcmQueue)
@@ -160,6 +132,14 @@ class Offerer:
     def types(self, after: int = 0) -> list[str]:
         return [str(e.get("type")) for e in self.events[after:]]
 
+    def loss_ratio(self, after_frames: int = 0) -> float:
+        """Share of frames missing from the received RTP stream (gaps in pts), not timing."""
+        pts = self.pts_in[after_frames:]
+        if len(pts) < 2:
+            return 0.0
+        expected = (pts[-1] - pts[0]) // FRAME_SAMPLES + 1
+        return 1.0 - len(pts) / expected
+
     def received_audio(self, since: float = 0.0) -> Pcm:
         chunks = [pcm for at, pcm in self.audio_in if at >= since]
         return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
@@ -211,6 +191,7 @@ class Offerer:
                 frame = await track.recv()
                 pcm = to_mono(frame.to_ndarray(), len(frame.layout.channels))
                 self.audio_in.append((time.perf_counter(), pcm))
+                self.pts_in.append(int(frame.pts))
 
     def _on_state(self) -> None:
         state = self.pc.connectionState

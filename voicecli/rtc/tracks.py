@@ -1,0 +1,103 @@
+"""Outgoing audio tracks: exact 20 ms s16 mono 48 kHz frames with sample-count pts.
+
+aiortc's sender pulls frames as fast as recv() returns them and dies on any exception from it
+(aiortc-notes §1.1), and frames over 20 ms lose audio (§1.2). Every track here therefore returns
+exactly one 20 ms frame per call, never raises except MediaStreamError, and is paced: by the loop
+clock for files and synthetic audio (PacedAudioTrack), by the sound card for the microphone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+from collections import deque
+from collections.abc import Callable
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from voicecli.audio.formats import FRAME_SAMPLES, RATE_HZ, Pcm
+
+MAX_LAG_S = 0.2  # a stalled loop catches up at most this much, then the clock restarts
+
+
+def audio_frame(pcm: Pcm, pts: int) -> av.AudioFrame:
+    """One s16 mono 48 kHz frame with pts in samples (time_base 1/48000, as aiortc expects)."""
+    frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+    frame.sample_rate = RATE_HZ
+    frame.pts = pts
+    frame.time_base = fractions.Fraction(1, RATE_HZ)
+    return frame
+
+
+class PacedAudioTrack(MediaStreamTrack):
+    """20 ms s16 mono 48 kHz frames at real-time pace; aiortc's sender does not pace (§1.1)."""
+
+    kind = "audio"
+
+    def __init__(self, source: Callable[[int], Pcm]) -> None:
+        super().__init__()
+        self._source = source
+        self._pts = 0
+        self._start: float | None = None
+        self.muted = asyncio.Event()  # set: send nothing at all (a silently dead peer)
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        await self._wait_turn()
+        frame = audio_frame(self._source(FRAME_SAMPLES), self._pts)
+        self._pts += FRAME_SAMPLES
+        return frame
+
+    async def _wait_turn(self) -> None:
+        if self.muted.is_set():
+            await asyncio.Event().wait()  # never returns; the sender is cancelled at close
+        loop = asyncio.get_running_loop()
+        if self._start is None or loop.time() - self._deadline() > MAX_LAG_S:
+            self._start = loop.time() - self._pts / RATE_HZ
+        delay = self._deadline() - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def _deadline(self) -> float:
+        assert self._start is not None
+        return self._start + self._pts / RATE_HZ
+
+
+class PcmQueue:
+    """A source for PacedAudioTrack: queued PCM, then silence (RTP keeps flowing, like a mic)."""
+
+    def __init__(self) -> None:
+        self._queue: deque[Pcm] = deque()
+        self._offset = 0
+        self.drained = asyncio.Event()  # set whenever everything queued has been sent
+        self.drained.set()
+
+    def push(self, pcm: Pcm) -> None:
+        if pcm.size:
+            self._queue.append(pcm)
+            self.drained.clear()
+
+    def pending(self) -> bool:
+        return bool(self._queue)
+
+    def pull(self, n: int) -> Pcm:
+        out = np.zeros(n, dtype=np.int16)
+        filled = 0
+        while filled < n and self._queue:
+            filled += self._take(out[filled:])
+        if not self._queue:
+            self.drained.set()
+        return out
+
+    def _take(self, into: Pcm) -> int:
+        head = self._queue[0]
+        count = min(into.size, head.size - self._offset)
+        into[:count] = head[self._offset : self._offset + count]
+        self._offset += count
+        if self._offset >= head.size:
+            self._queue.popleft()
+            self._offset = 0
+        return count
