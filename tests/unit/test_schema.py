@@ -406,11 +406,6 @@ def test_documented_client_events_are_valid(event: JsonObject) -> None:
 def test_response_create_with_an_item_reference_is_valid() -> None:
     # §4.4 [SPEC]: `response.input` may mix references to earlier items with inline items, and
     # the SDK has `ResponseItemReference` (type "item_reference") for exactly that.
-    # KNOWN PRODUCT BUG (left failing on purpose): the SDK's pydantic `ResponseCreateEvent`
-    # types `response.input` as plain ConversationItem, without ResponseItemReference, so
-    # check_client_event rejects the documented event with the misleading
-    # missing_required_parameter 'response.input[0].content'. The client would refuse to send
-    # it and `voicecli serve` would answer a valid event with an error.
     event = response_create_full([{"type": "item_reference", "id": "item_1"}, INLINE_USER_MESSAGE])
     assert check_client_event(event) is None
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from voicecli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, VoiceCliError
-from voicecli.redact import RedactingFilter, redact
+from voicecli.redact import redact, redacting_handler
 
 
 @dataclass
@@ -31,11 +31,8 @@ def options(ctx: typer.Context) -> GlobalOptions:
 
 def setup_logging(debug: bool) -> None:
     """Log to stderr, redacted; DEBUG only with --debug (SDP carries ICE credentials)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(RedactingFilter())
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [redacting_handler(sys.stderr)]
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
 
 

@@ -108,7 +108,7 @@ def parse_server_event(text: str | bytes) -> ServerEvent:
     """Parse one data-channel message. Never raises."""
     try:
         data = json.loads(text)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: absurd nesting
         return UnknownServerEvent("", {"text": _preview(text)}, f"not JSON: {exc}")
     if not isinstance(data, dict):
         return UnknownServerEvent("", {"value": data}, "not a JSON object")

@@ -58,7 +58,49 @@ def server_event_models() -> EventTable:
 
 def check_client_event(event: Mapping[str, Any]) -> SchemaProblem | None:
     """The first schema problem of a client event, or None when it is valid."""
-    return _check(event, client_event_models())
+    event, problem = _item_references(event)
+    return problem or _check(event, client_event_models())
+
+
+# A stand-in for an item reference while the SDK model checks the rest of response.input.
+_REFERENCE_PLACEHOLDER = {"type": "message", "role": "user", "content": []}
+
+
+def _item_references(event: Mapping[str, Any]) -> tuple[Mapping[str, Any], SchemaProblem | None]:
+    """Check ``{"type": "item_reference", "id": …}`` entries of response.create's input.
+
+    The service accepts them (realtime-protocol.md §4.4) but SDK 3.52's ResponseCreateEvent
+    types ``input`` without them; each is checked here and replaced by a valid placeholder so
+    the SDK model checks the rest with unchanged indexes.
+    """
+    response = event.get("response")
+    if event.get("type") != "response.create" or not isinstance(response, dict):
+        return event, None
+    items = response.get("input")
+    if not isinstance(items, list):
+        return event, None
+    checked: list[Any] = []
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and item.get("type") == "item_reference":
+            problem = _reference_problem(item, f"response.input[{index}]")
+            if problem is not None:
+                return event, problem
+            item = _REFERENCE_PLACEHOLDER
+        checked.append(item)
+    return {**event, "response": {**response, "input": checked}}, None
+
+
+def _reference_problem(item: Mapping[str, Any], path: str) -> SchemaProblem | None:
+    if not isinstance(item.get("id"), str):
+        return SchemaProblem(
+            "missing_required_parameter", f"{path}.id", f"Missing required parameter: '{path}.id'."
+        )
+    extra = sorted(set(item) - {"type", "id"})
+    if extra:
+        return SchemaProblem(
+            "unknown_parameter", f"{path}.{extra[0]}", f"Unknown parameter: '{path}.{extra[0]}'."
+        )
+    return None
 
 
 # Fields the real service sends in session.created/updated that the SDK types the session
@@ -145,8 +187,9 @@ def _first_problem(exc: pydantic.ValidationError) -> SchemaProblem:
     """
     errors = exc.errors()
     rejected = {_branch(e["loc"]) for e in errors if _is_type_mismatch(e)}
-    chosen = [e for e in errors if _branch(e["loc"]) not in rejected] or errors
-    error = chosen[0]
+    chosen = [e for e in errors if _branch(e["loc"]) not in rejected]
+    # No member's `type` fits: the type itself is what is wrong.
+    error = chosen[0] if chosen else next((e for e in errors if _is_type_mismatch(e)), errors[0])
     param = _param(error["loc"])
     return SchemaProblem(_code(error["type"]), param, _message(error, param))
 

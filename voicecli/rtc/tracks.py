@@ -9,6 +9,7 @@ clock for files and synthetic audio (PacedAudioTrack), by the sound card for the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 from collections import deque
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from voicecli.audio.dsp import to_mono
 from voicecli.audio.formats import FRAME_SAMPLES, RATE_HZ, Pcm
 
 MAX_LAG_S = 0.2  # a stalled loop catches up at most this much, then the clock restarts
@@ -101,3 +103,19 @@ class PcmQueue:
             self._queue.popleft()
             self._offset = 0
         return count
+
+
+AudioSink = Callable[[Pcm, int], None]  # mono 48 kHz samples and the frame's pts (samples)
+
+
+async def drain_audio(track: MediaStreamTrack, sink: AudioSink) -> None:
+    """Receive a remote audio track until it ends, handing each frame on as mono.
+
+    Always drain: an undrained remote track grows memory without bound (aiortc-notes §3.4).
+    aiortc's Opus decoder gives packed s16 stereo (§2.5); the sink gets mono.
+    """
+    with contextlib.suppress(MediaStreamError):
+        while True:
+            frame = await track.recv()
+            assert isinstance(frame, av.AudioFrame)  # an audio track yields audio frames
+            sink(to_mono(frame.to_ndarray(), len(frame.layout.channels)), int(frame.pts or 0))

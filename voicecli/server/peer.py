@@ -9,19 +9,17 @@ RTP never stops either).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import av
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import MediaStreamTrack
 
-from voicecli.audio.dsp import to_mono
+from voicecli.audio.formats import Pcm
 from voicecli.rtc import tuning
-from voicecli.rtc.tracks import PacedAudioTrack
+from voicecli.rtc.tracks import PacedAudioTrack, drain_audio
 from voicecli.server.responders import Responder
 from voicecli.server.session import CallSession, SessionOptions
 from voicecli.server.shapes import JsonObject
@@ -159,15 +157,12 @@ class Call:
     # Tasks.
 
     async def _pump(self) -> None:
-        """Always drain the caller's audio (undrained tracks grow memory without bound)."""
-        if self._remote is None:  # set during setRemoteDescription; the offer had audio
-            return
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                frame = await self._remote.recv()
-                assert isinstance(frame, av.AudioFrame)  # an audio track yields audio frames
-                if not self._silent:
-                    self.session.on_audio(to_mono(frame.to_ndarray(), len(frame.layout.channels)))
+        if self._remote is not None:  # set during setRemoteDescription; the offer had audio
+            await drain_audio(self._remote, self._audio)
+
+    def _audio(self, pcm: Pcm, pts: int) -> None:
+        if not self._silent:
+            self.session.on_audio(pcm)
 
     async def _timers(self) -> None:
         waits: list[tuple[float, Callable[[], None]]] = []

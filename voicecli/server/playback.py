@@ -33,13 +33,16 @@ class OutputBuffer:
         self._played: dict[str, int] = {}  # item id → samples played
         self._finished: set[str] = set()  # responses whose audio is fully generated
         self._drained: list[str] = []  # responses that finished playing since the last take
+        self._cut: set[str] = set()  # cleared responses: never reported drained afterwards
 
     def enqueue(self, response_id: str, item_id: str, pcm: Pcm) -> None:
-        if pcm.size:
+        if pcm.size and response_id not in self._cut:
             self._chunks.append(_Chunk(response_id, item_id, pcm))
 
     def finish(self, response_id: str) -> None:
         """No more audio will come for this response: report it drained once it has played."""
+        if response_id in self._cut:
+            return
         self._finished.add(response_id)
         self._note_drained(response_id)
 
@@ -78,6 +81,7 @@ class OutputBuffer:
         cut = self._chunks[0].response_id if self._chunks else None
         for chunk in self._chunks:
             self._finished.discard(chunk.response_id)
+            self._cut.add(chunk.response_id)
         self._chunks.clear()
         return cut
 

@@ -18,12 +18,11 @@ from typing import Any
 import aiohttp
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
 
-from voicecli.audio.dsp import to_mono
+from voicecli.audio.formats import FRAME_SAMPLES
 from voicecli.realtime.schema import SchemaProblem, check_server_event
 from voicecli.rtc import tuning
-from voicecli.rtc.tracks import FRAME_SAMPLES, PacedAudioTrack, PcmQueue
+from voicecli.rtc.tracks import PacedAudioTrack, PcmQueue, drain_audio
 from voicecli.server.responders import Pcm
 
 JsonObject = dict[str, Any]
@@ -186,12 +185,11 @@ class Offerer:
         raise RuntimeError("no receiver for the remote track")
 
     async def _drain(self, track: Any) -> None:
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                frame = await track.recv()
-                pcm = to_mono(frame.to_ndarray(), len(frame.layout.channels))
-                self.audio_in.append((time.perf_counter(), pcm))
-                self.pts_in.append(int(frame.pts))
+        await drain_audio(track, self._audio)
+
+    def _audio(self, pcm: Pcm, pts: int) -> None:
+        self.audio_in.append((time.perf_counter(), pcm))
+        self.pts_in.append(pts)
 
     def _on_state(self) -> None:
         state = self.pc.connectionState

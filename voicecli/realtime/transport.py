@@ -1,0 +1,52 @@
+"""What the session sees of a transport (WebRTC now, WebSocket later): events in, events out.
+
+The session never imports aiortc: it gets ServerEvents plus these link-level facts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from voicecli.realtime.events import ServerEvent
+
+
+@dataclass(frozen=True, slots=True)
+class LinkState:
+    """A connection milestone (signaling, ICE, DTLS, data channel …) and when it was reached."""
+
+    name: str
+    at_s: float  # seconds since the connection attempt began
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkStats:
+    """One getStats() sample."""
+
+    rtt_ms: float | None
+    jitter_ms: float | None
+    packets_received: int
+    packets_lost: int
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    """The link is gone; ``cause`` says why in words a user can act on."""
+
+    cause: str
+
+
+TransportEvent = ServerEvent | LinkState | NetworkStats | Disconnected
+
+
+class Transport(Protocol):
+    def send(self, event: dict[str, Any]) -> None:
+        """Validate and send one client event (raises InvalidEventError, sends nothing)."""
+        ...
+
+    def events(self) -> AsyncIterator[TransportEvent]:
+        """Everything that happens on the link, in order, until it closes."""
+        ...
+
+    async def close(self) -> None: ...
