@@ -17,9 +17,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# The main job: the assistant. With no API key configured it talks to the embedded local server.
+# The main job: ask the assistant. With no API key configured it uses the embedded local server.
+# (`voicecli talk`, the live conversation, replaces this when it lands.)
+PROMPT ?= Hello from voicecli! What can you do?
 run: install
-	$(BIN)/voicecli serve
+	$(BIN)/voicecli ask "$(PROMPT)"
 
 serve: install
 	$(BIN)/voicecli serve --port 8765

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from voicecli import __version__
+from voicecli.commands import ask as ask_cmd
 from voicecli.commands import auth as auth_cmd
 from voicecli.commands import config as config_cmd
 from voicecli.commands import serve as serve_cmd
@@ -20,6 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+app.command("ask")(ask_cmd.ask)
 app.command("serve")(serve_cmd.serve)
 app.add_typer(config_cmd.config_app, name="config")
 app.add_typer(auth_cmd.auth_app, name="auth")

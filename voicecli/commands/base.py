@@ -46,7 +46,10 @@ def boundary(ctx: typer.Context) -> Iterator[None]:
     """Turn errors into one line, a hint and the documented exit code."""
     debug = options(ctx).debug
     try:
-        yield
+        try:
+            yield
+        except BaseExceptionGroup as group:  # from a TaskGroup: report its first real error
+            raise first_error(group) from group
     except VoiceCliError as exc:
         if debug:
             error_line(traceback.format_exc())
@@ -64,3 +67,17 @@ def boundary(ctx: typer.Context) -> Iterator[None]:
         error_line(f"error: internal error: {type(exc).__name__}: {exc}")
         error_line("hint: rerun with --debug for the traceback, and please report it")
         raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first VoiceCliError in a (nested) exception group, else its first leaf."""
+    leaves = list(_leaves(group))
+    return next((e for e in leaves if isinstance(e, VoiceCliError)), leaves[0])
+
+
+def _leaves(error: BaseException) -> Iterator[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield error

@@ -161,6 +161,9 @@ class RtcTransport:
         if self._closing:
             return
         self._closing = True
+        if not self._disconnected:  # end the event stream for its consumers
+            self._disconnected = True
+            self._queue.put_nowait(Disconnected("closed by voicecli"))
         if self.call_id is not None:
             await self._signaler.hangup(self.call_id)
         await self.pc.close()
@@ -228,7 +231,7 @@ class RtcTransport:
         for stat in report.values():
             if isinstance(stat, RTCInboundRtpStreamStats):
                 received, lost = stat.packetsReceived, stat.packetsLost
-                jitter = stat.jitter / RTP_CLOCK_PER_MS
-            elif isinstance(stat, RTCRemoteInboundRtpStreamStats):
-                rtt = stat.roundTripTime * 1000
+                jitter = None if stat.jitter is None else stat.jitter / RTP_CLOCK_PER_MS
+            elif isinstance(stat, RTCRemoteInboundRtpStreamStats) and stat.roundTripTime:
+                rtt = stat.roundTripTime * 1000  # None until an RTCP RR echoes our SR
         return NetworkStats(rtt, jitter, received, lost)

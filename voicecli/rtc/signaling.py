@@ -8,6 +8,7 @@ comes from the ``Location`` header.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,9 +32,16 @@ class Answer:
 class Signaler:
     """The HTTP side of a WebRTC call: offer → answer, and hangup."""
 
-    def __init__(self, client: openai.AsyncOpenAI, *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        client: openai.AsyncOpenAI,
+        *,
+        timeout_s: float = 10.0,
+        extra_headers: Mapping[str, str | openai.Omit] | None = None,
+    ) -> None:
         self._client = client
         self._timeout_s = timeout_s
+        self._headers = dict(extra_headers or {})  # Azure: the key as api-key, no Bearer
 
     @property
     def host(self) -> str:
@@ -44,12 +52,15 @@ class Signaler:
         calls = self._client.realtime.calls.with_raw_response
         try:
             if session is None:
-                raw = await calls.create(sdp=offer_sdp, timeout=self._timeout_s)
+                raw = await calls.create(
+                    sdp=offer_sdp, timeout=self._timeout_s, extra_headers=self._headers
+                )
             else:
                 raw = await calls.create(
                     sdp=offer_sdp,
-                    session=session,  # type: ignore[arg-type]
+                    session=session,  # type: ignore[arg-type]  # a dict checked against the SDK
                     timeout=self._timeout_s,
+                    extra_headers=self._headers,
                 )
         except openai.APIError as exc:
             raise http_error(exc, self.host, "the call") from None
@@ -65,7 +76,9 @@ class Signaler:
     async def hangup(self, call_id: str) -> None:
         """End the call on the service side (best effort: we are leaving anyway)."""
         try:
-            await self._client.realtime.calls.hangup(call_id, timeout=2.0)
+            await self._client.realtime.calls.hangup(
+                call_id, timeout=2.0, extra_headers=self._headers
+            )
         except openai.APIError as exc:
             log.info("hangup of %s failed: %s", call_id, redact(str(exc)))
 
