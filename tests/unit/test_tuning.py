@@ -326,3 +326,14 @@ async def test_no_loss_leaves_the_transport_alone(fraction: float) -> None:
     assert transport._send_rtp == send
     await send_all(transport, 100)
     assert len(transport.sent) == 200
+
+
+def test_the_tuned_encoder_sends_mono_without_losing_level() -> None:
+    # aiortc upmixes mono to stereo (-3 dB a channel); the tuned encoder sends mono Opus.
+    from tests.unit.test_dsp import opus_round_trip
+    from voicecli.audio import dsp
+
+    tuning.install()
+    assert aiortc_opus.OpusEncoder().codec.layout.name == "mono"
+    source = dsp.tone(440, 1000)
+    assert dsp.rms_dbfs(opus_round_trip(source)) == pytest.approx(dsp.rms_dbfs(source), abs=0.5)

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import aioice.ice
+import av
 from aiortc.codecs import CODECS
 from aiortc.codecs import opus as aiortc_opus
 from aiortc.jitterbuffer import JitterFrame
@@ -88,9 +89,17 @@ def _tune_opus_encoder() -> None:
 
     def init(self: Any) -> None:
         original_init(self)
-        # Must happen before the first encode() opens the codec.
+        # Must happen before the first encode() opens the codec. Mono: speech needs one
+        # channel, and aiortc's mono→stereo upmix costs 3 dB (any Opus decoder plays mono).
         self.codec.bit_rate = OPUS_BITRATE
         self.codec.options = dict(OPUS_OPTIONS)
+        self.codec.layout = "mono"
+        self.resampler = av.AudioResampler(
+            format="s16",
+            layout="mono",
+            rate=aiortc_opus.SAMPLE_RATE,
+            frame_size=aiortc_opus.SAMPLES_PER_FRAME,
+        )
 
     if not getattr(original_init, "_voicecli_tuned", False):
         init._voicecli_tuned = True  # type: ignore[attr-defined]  # marker against double-patching
