@@ -337,3 +337,11 @@ def test_the_tuned_encoder_sends_mono_without_losing_level() -> None:
     assert aiortc_opus.OpusEncoder().codec.layout.name == "mono"
     source = dsp.tone(440, 1000)
     assert dsp.rms_dbfs(opus_round_trip(source)) == pytest.approx(dsp.rms_dbfs(source), abs=0.5)
+
+
+def test_gathering_is_time_boxed() -> None:
+    # aioice's STUN wait is the `timeout` default of get_component_candidates (5 s).
+    params = inspect.signature(aioice.ice.Connection.get_component_candidates).parameters
+    assert list(params)[1:4] == ["component", "addresses", "timeout"]
+    tuning.install()
+    assert aioice.ice.Connection.get_component_candidates.__defaults__ == (tuning.GATHER_TIMEOUT_S,)

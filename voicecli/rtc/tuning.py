@@ -30,6 +30,10 @@ from aiortc.rtp import is_rtcp
 from aiortc.utils import uint16_gt
 
 LOOPBACK_ADDRESS = "127.0.0.1"
+# aioice waits up to 5 s for STUN/TURN answers while gathering (aiortc-notes §4.2); a
+# blackholed STUN server then stalls every connect by 5 s. A reachable one answers well within
+# this; OpenAI needs no server-reflexive candidate anyway (it learns ours peer-reflexively).
+GATHER_TIMEOUT_S = 0.8
 OPUS_FMTP = {"minptime": 10, "useinbandfec": 1}
 OPUS_BITRATE = 32_000
 # libopus options through PyAV (unknown names are silently ignored, so the guard test reads
@@ -72,9 +76,16 @@ def install() -> None:
     if _installed:
         return
     aioice.ice.get_host_addresses = _host_addresses
+    set_gather_timeout(GATHER_TIMEOUT_S)
     _tune_opus_offer()
     _tune_opus_encoder()
     _installed = True
+
+
+def set_gather_timeout(seconds: float) -> None:
+    """How long ICE gathering waits for STUN/TURN servers (aioice's default is 5 s)."""
+    gather = aioice.ice.Connection.get_component_candidates
+    gather.__defaults__ = (seconds,)
 
 
 def _tune_opus_offer() -> None:
