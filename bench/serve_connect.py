@@ -52,6 +52,7 @@ STOP_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 15.0
 ECHO_GRACE_S = 5.0  # after the window, at most this long for the last turns to finish
 POLL_S = 0.05
+REALTIME_MIN = 0.95  # downlink seconds of audio per second: below this a call fell behind
 SETTLE_S = 1.0  # after closing calls, before the next measurement
 BURST_MS = 600
 BURST_HZ = (220.0, 330.0, 440.0, 550.0, 660.0, 770.0)
@@ -155,14 +156,26 @@ def stderr_tail(stderr: IO[bytes], lines: int = 15) -> str:
     return "\n".join(stderr.read().decode(errors="replace").splitlines()[-lines:])
 
 
-# Process accounting.
+# Process accounting (Linux /proc; see proc(5)).
 
 
-def proc_cpu_s(pid: int) -> float:
-    """utime + stime of every thread of ``pid`` so far, in seconds (proc(5) fields 14, 15)."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2 :].split()  # the name may hold spaces; field 3 onwards
+def _stat_fields(path: str) -> list[str]:
+    text = Path(path).read_text()
+    return text[text.rindex(")") + 2 :].split()  # the name may hold spaces; field 3 onwards
+
+
+def proc_cpu_s(pid: int, tid: int | None = None) -> float:
+    """utime + stime so far (fields 14, 15): of every thread, or of thread ``tid`` only."""
+    fields = _stat_fields(f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_runqueue_s(pid: int, tid: int) -> float:
+    """Time thread ``tid`` spent runnable but waiting for a CPU (schedstat field 2, in ns)."""
+    try:
+        return int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return math.nan  # a kernel without schedstats
 
 
 def proc_mib(pid: int, key: str = "VmRSS") -> float:
@@ -170,6 +183,13 @@ def proc_mib(pid: int, key: str = "VmRSS") -> float:
         if line.startswith(f"{key}:"):
             return int(line.split()[1]) / 1024  # kB
     return math.nan
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs so far; idle and iowait count as not busy."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    total = sum(values[:8])  # user..steal; guest time is already inside user
+    return total - values[3] - values[4], total
 
 
 def self_cpu_s() -> float:
@@ -181,11 +201,45 @@ def self_cpu_s() -> float:
 class CpuMark:
     wall_s: float
     server_s: float
+    loop_s: float  # the server's main thread: its event loop
+    loop_wait_s: float
     client_s: float
+    machine: tuple[int, int]
 
     @classmethod
     def now(cls, pid: int) -> CpuMark:
-        return cls(time.perf_counter(), proc_cpu_s(pid), self_cpu_s())
+        return cls(time.perf_counter(), proc_cpu_s(pid), proc_cpu_s(pid, pid),
+                   thread_runqueue_s(pid, pid), self_cpu_s(), machine_ticks())  # fmt: skip
+
+
+@dataclass
+class Usage:
+    """CPU between two marks, each in % of one core (so up to 100 × cores for the machine)."""
+
+    wall_s: float
+    server: float
+    loop: float
+    loop_wait: float
+    client: float
+    machine: float
+
+    @classmethod
+    def between(cls, begin: CpuMark, end: CpuMark) -> Usage:
+        wall = end.wall_s - begin.wall_s
+        busy, total = (e - b for e, b in zip(end.machine, begin.machine, strict=True))
+        cores = os.cpu_count() or 1
+
+        def pct(a: float, b: float) -> float:
+            return 100 * (b - a) / wall
+
+        return cls(wall, pct(begin.server_s, end.server_s), pct(begin.loop_s, end.loop_s),
+                   pct(begin.loop_wait_s, end.loop_wait_s), pct(begin.client_s, end.client_s),
+                   100 * cores * busy / total if total else math.nan)  # fmt: skip
+
+    @property
+    def others(self) -> float:
+        """Machine CPU used by neither the server nor this bench (other work on the machine)."""
+        return self.machine - self.server - self.client
 
 
 # Connect timing.
@@ -314,9 +368,7 @@ class CallResult:
 class LoadSample:
     label: str
     calls: int
-    wall_s: float
-    server_cpu_pct: float  # of one core
-    client_cpu_pct: float
+    usage: Usage
     rss_mib: float
     connected: int = 0
     connect_errors: list[str] = field(default_factory=list)
@@ -326,24 +378,14 @@ class LoadSample:
 
     @property
     def per_call_pct(self) -> float:
-        return self.server_cpu_pct / self.calls if self.calls else math.nan
-
-
-def usage_between(begin: CpuMark, end: CpuMark) -> tuple[float, float, float]:
-    """(wall s, server % of one core, client % of one core) between two marks."""
-    wall = end.wall_s - begin.wall_s
-    return (
-        wall,
-        100 * (end.server_s - begin.server_s) / wall,
-        100 * (end.client_s - begin.client_s) / wall,
-    )
+        return self.usage.server / self.calls if self.calls else math.nan
 
 
 async def measure_idle(server: Server, seconds: float, label: str) -> LoadSample:
     begin = CpuMark.now(server.pid)
     await asyncio.sleep(seconds)
-    wall, server_pct, client_pct = usage_between(begin, CpuMark.now(server.pid))
-    return LoadSample(label, 0, wall, server_pct, client_pct, proc_mib(server.pid))
+    usage = Usage.between(begin, CpuMark.now(server.pid))
+    return LoadSample(label, 0, usage, proc_mib(server.pid))
 
 
 async def connect_all(base_url: str, calls: int) -> tuple[list[Offerer], list[str]]:
@@ -370,9 +412,8 @@ async def measure_load(server: Server, calls: int, seconds: float, gap_ms: int) 
         await drain(clients, bursts_in(seconds, gap_ms))
     finally:
         await asyncio.gather(*(c.close() for c in clients))
-    wall, server_pct, client_pct = usage_between(begin, end)
     label = f"{calls} call{'s' * (calls != 1)}"
-    sample = LoadSample(label, calls, wall, server_pct, client_pct, rss, len(clients), errors)
+    sample = LoadSample(label, calls, Usage.between(begin, end), rss, len(clients), errors)
     sample.bursts_sent = bursts_in(seconds, gap_ms)
     sample.connect_ready_ms = [_offerer_sample(c).ready_ms for c in clients]
     sample.results = [call_result(c, begin.wall_s, end.wall_s) for c in clients]
@@ -465,82 +506,118 @@ def connect_rows(report: Report) -> list[list[str]]:
 
 
 def load_rows(report: Report) -> list[list[str]]:
-    rows = [load_row(s) for s in (report.idle, report.one, report.many, report.idle_after)]
-    scale = ratio(report.many.per_call_pct, report.one.per_call_pct)
-    rss_per_call = (report.many.rss_mib - report.idle.rss_mib) / max(1, report.many.calls)
-    name = f"ratio per-call CPU: {report.many.calls} calls / 1 call"
-    rows.append([name, "", "", "", fmt(scale, "×", 2), "", fmt(rss_per_call, " MiB/call"), "", ""])
-    return rows
+    samples = (report.idle, report.one, report.many, report.idle_after)
 
+    def row(name: str, cell: Callable[[LoadSample], str]) -> list[str]:
+        return [name, *(cell(s) for s in samples)]
 
-def load_row(sample: LoadSample) -> list[str]:
-    realtime = [r.downlink_realtime for r in sample.results]
-    echo = (
-        ""
-        if not sample.calls
-        else f"{sum(r.echoes_done > 0 for r in sample.results)}/{sample.calls}"
-    )
-    downlink = f"{fmt(min(realtime), '', 2)} / {fmt(median(realtime), '', 2)}" if realtime else ""
-    cpu = [
-        fmt(v, " %") for v in (sample.server_cpu_pct, sample.per_call_pct, sample.client_cpu_pct)
+    def calls(cell: Callable[[LoadSample], str]) -> Callable[[LoadSample], str]:
+        return lambda s: cell(s) if s.calls else ""
+
+    return [
+        row("window", lambda s: fmt(s.usage.wall_s, " s")),
+        row("server CPU", lambda s: pct(s.usage.server)),
+        row("  per call", calls(lambda s: pct(s.per_call_pct))),
+        row("  event-loop thread on a CPU", lambda s: pct(s.usage.loop)),
+        row("  event-loop thread waiting for a CPU", lambda s: pct(s.usage.loop_wait)),
+        row("server RSS", lambda s: fmt(s.rss_mib, " MiB")),
+        row("bench (client) CPU", lambda s: pct(s.usage.client)),
+        row(
+            f"machine CPU, all processes (of {100 * (os.cpu_count() or 1)} %)",
+            lambda s: pct(s.usage.machine),
+        ),  # fmt: skip
+        row("  others: other processes, kernel", lambda s: pct(s.usage.others)),
+        row("calls connected", calls(lambda s: f"{s.connected}/{s.calls}")),
+        row("calls with ≥1 finished echo turn", calls(lambda s: f"{echoed(s)}/{s.calls}")),
+        row(
+            "turns detected / bursts sent", calls(lambda s: f"{turns(s)}/{s.bursts_sent * s.calls}")
+        ),
+        row("echoes started / finished / cut", calls(echo_counts)),
+        row("downlink audio s per s: min / median", calls(downlink)),
+        row(
+            "off-schema server events",
+            calls(lambda s: str(sum(r.schema_problems for r in s.results))),
+        ),
     ]
-    return [sample.label, str(sample.calls), fmt(sample.wall_s, " s"), *cpu,
-            fmt(sample.rss_mib, " MiB"), echo, downlink]  # fmt: skip
 
 
-LOAD_HEADERS = ("load", "calls", "window", "server CPU (1 core)", "per call",
-                "client CPU", "server RSS", "calls w/ echo", "downlink min/med")  # fmt: skip
+def pct(value: float) -> str:
+    return fmt(value, " %")
+
+
+def echoed(sample: LoadSample) -> int:
+    return sum(r.echoes_done > 0 for r in sample.results)
+
+
+def turns(sample: LoadSample) -> int:
+    return sum(r.turns_detected for r in sample.results)
+
+
+def echo_counts(sample: LoadSample) -> str:
+    results = sample.results
+    started, done = sum(r.echoes_started for r in results), sum(r.echoes_done for r in results)
+    return f"{started} / {done} / {sum(r.echoes_cut for r in results)}"
+
+
+def downlink(sample: LoadSample) -> str:
+    values = [r.downlink_realtime for r in sample.results]
+    return f"{fmt(min(values, default=math.nan), '', 2)} / {fmt(median(values), '', 2)}"
+
+
+def ratio_lines(report: Report) -> list[str]:
+    one, many = report.one, report.many
+    rss_per_call = (many.rss_mib - report.idle.rss_mib) / many.calls
+    return [
+        f"ratio per-call server CPU, {many.calls} calls / 1 call: "
+        f"{fmt(ratio(many.per_call_pct, one.per_call_pct), '×', 2)} "
+        "(1.00× = linear; below 1 with downlink < 1.00 means the calls got less than real time)",
+        f"server RSS growth: {fmt(rss_per_call, ' MiB')} per call "
+        f"({fmt(report.idle.rss_mib, ' MiB')} idle → {fmt(many.rss_mib, ' MiB')} with "
+        f"{many.calls} calls; {fmt(report.idle_after.rss_mib, ' MiB')} after they closed)",
+    ]
 
 
 def check_lines(report: Report) -> list[str]:
     many, ready = report.many, median(report.serve.ready())
-    verdict = "PASS" if ready < TARGET_MEDIAN_MS else "FAIL"
-    cores = os.cpu_count() or 1
-    lines = [
-        f"target (informational): median offer → session.created < {TARGET_MEDIAN_MS:.0f} ms: "
-        f"{verdict} ({fmt(ready, ' ms')})",
-        f"concurrent connect: {many.connected}/{many.calls} calls connected; offer → "
-        f"session.created median {fmt(median(many.connect_ready_ms), ' ms')}, "
-        f"max {fmt(max(many.connect_ready_ms, default=math.nan), ' ms')}",
+    realtime = min((r.downlink_realtime for r in many.results), default=math.nan)
+    return [
+        f"median offer → session.created < {TARGET_MEDIAN_MS:.0f} ms (informational): "
+        f"{verdict(ready < TARGET_MEDIAN_MS)} ({fmt(ready, ' ms')})",
+        f"{many.calls} concurrent connects: {verdict(many.connected == many.calls)} "
+        f"({many.connected}/{many.calls}; offer → session.created median "
+        f"{fmt(median(many.connect_ready_ms), ' ms')}, max "
+        f"{fmt(max(many.connect_ready_ms, default=math.nan), ' ms')})",
         *(f"  connect error: {e}" for e in many.connect_errors),
-        f"machine CPU during {many.calls} calls: server {fmt(many.server_cpu_pct, ' %')} + client "
-        f"{fmt(many.client_cpu_pct, ' %')} of {cores * 100} % ({cores} cores)",
-        *(echo_lines(s) for s in (report.one, many)),
-        f"server exit code after SIGTERM: {report.exit_code} "
-        f"({'PASS' if report.exit_code == 0 else 'FAIL'})",
+        f"{many.calls} calls each finished ≥1 echo turn: {verdict(echoed(many) == many.calls)} "
+        f"({echoed(many)}/{many.calls})",
+        f"{many.calls} calls kept real time (downlink ≥ 0.95 s per s on every call): "
+        f"{verdict(realtime >= REALTIME_MIN)} (min {fmt(realtime, '', 2)})",
+        f"server exit code after SIGTERM is 0: {verdict(report.exit_code == 0)} "
+        f"({report.exit_code})",
     ]
-    return lines
 
 
-def echo_lines(sample: LoadSample) -> str:
-    results = sample.results
-    with_echo = sum(r.echoes_done > 0 for r in results)
-    return (
-        f"{sample.label}: {with_echo}/{sample.calls} calls finished ≥1 echo turn; per call "
-        f"{sample.bursts_sent} bursts sent, turns detected median "
-        f"{fmt(median([r.turns_detected for r in results]), '', 0)}, echoes started/finished/cut "
-        f"{sum(r.echoes_started for r in results)}/{sum(r.echoes_done for r in results)}/"
-        f"{sum(r.echoes_cut for r in results)} in all, off-schema events "
-        f"{sum(r.schema_problems for r in results)}"
-    )
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
 
 
 def render(report: Report, args: argparse.Namespace) -> str:
     serve_warm = ", ".join(fmt(s.ready_ms, " ms") for s in report.serve.warmup)
     base_warm = ", ".join(fmt(s.ready_ms, " ms") for s in report.baseline.warmup)
-    connect = render_table(("connect (sequential)", "median", "p95", "min", "max"),
+    connect = render_table(("connect, sequential", "median", "p95", "min", "max"),
                            connect_rows(report))  # fmt: skip
+    load = render_table(("load", *(s.label for s in (report.idle, report.one, report.many,
+                                                      report.idle_after))),
+                        load_rows(report))  # fmt: skip
     return "\n".join([
         f"voicecli serve bench: Python {platform.python_version()}, aiortc {aiortc.__version__}, "
-        f"{os.cpu_count()} cores; {report.runs} runs each; p95 is nearest-rank",
-        f"warm-up (not counted): {args.warmup} run(s) each; serve offer → session.created "
+        f"{os.cpu_count()} cores; {report.runs} runs each side; p95 is nearest-rank",
+        f"warm-up (not counted): {args.warmup} run(s) each side; serve offer → session.created "
         f"[{serve_warm}], baseline offer → channel open [{base_warm}]",
         "", connect, "",
-        f"load: each call streams {BURST_MS} ms tone bursts + {args.gap_ms} ms silence "
-        f"(server VAD, barge-in off); CPU = utime+stime over the window, % of one core; "
-        f"downlink = s of audio received per s",
-        "", render_table(LOAD_HEADERS, load_rows(report)), "",
-        *check_lines(report),
+        f"load: every call streams {BURST_MS} ms tone bursts + {args.gap_ms} ms silence "
+        "(server VAD, barge-in off); CPU is utime+stime over the window in % of one core",
+        "", load, "", *ratio_lines(report), "", *check_lines(report),
     ])  # fmt: skip
 
 
@@ -561,7 +638,8 @@ async def run(args: argparse.Namespace) -> Report:
 
 async def measure(server: Server, args: argparse.Namespace) -> Report:
     say(f"server {server.base_url} (pid {server.pid}); idle {args.idle_seconds} s")
-    idle = await measure_idle(server, args.idle_seconds, "idle (no calls)")
+    await asyncio.sleep(SETTLE_S)  # let start-up finish
+    idle = await measure_idle(server, args.idle_seconds, "idle")
     say(f"connect: {args.warmup}+{args.runs} serve runs, {args.warmup}+{args.runs} baseline runs")
     serve = await connect_series(
         lambda: serve_connect_once(server.base_url), args.runs, args.warmup
@@ -573,7 +651,7 @@ async def measure(server: Server, args: argparse.Namespace) -> Report:
     say(f"load: {args.calls} calls for {args.seconds} s")
     many = await measure_load(server, args.calls, args.seconds, args.gap_ms)
     await asyncio.sleep(SETTLE_S)
-    idle_after = await measure_idle(server, args.idle_seconds, "idle after calls")
+    idle_after = await measure_idle(server, args.idle_seconds, "idle after")
     return Report(args.runs, serve, baseline, idle, one, many, idle_after)
 
 
@@ -603,13 +681,25 @@ def to_json(report: Report, args: argparse.Namespace) -> dict[str, Any]:
         "serve_session_created_ms": {"median": median(serve.ready()), "p95": p95(serve.ready())},
         "baseline_connected_ms": {"median": median(base.connected()), "p95": p95(base.connected())},
         "baseline_channel_open_ms": {"median": median(base.ready()), "p95": p95(base.ready())},
-        "per_call_cpu_pct": {s.label: s.per_call_pct for s in (report.one, report.many)},
+        "per_call_server_cpu_pct": {s.label: s.per_call_pct for s in (report.one, report.many)},
         "per_call_cpu_ratio_many_over_one": ratio(
             report.many.per_call_pct, report.one.per_call_pct
         ),
     }
     options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    return {"args": options, "summary": summary, "raw": asdict(report)}
+    raw: dict[str, Any] = finite({"args": options, "summary": summary, "raw": asdict(report)})
+    return raw
+
+
+def finite(value: Any) -> Any:
+    """``value`` with NaN (no data) as null, so the file is strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -60,6 +60,9 @@ class AskResult:
     endpoint: str
     model: str
     timings: dict[str, float | None] = field(default_factory=dict)
+    # time.monotonic() at each mark: CLOCK_MONOTONIC is system-wide, so a benchmark in another
+    # process can measure from its own spawn time.
+    monotonic: dict[str, float | None] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
 
@@ -291,5 +294,6 @@ def _result(
             "first_audio_s": None if first is None else first - started,
             "total_s": done - started,
         },
+        monotonic={"started": started, "connected": connected, "first_audio": first, "done": done},
         errors=[f"{e.code}: {e.message}" for e in session.errors],
     )

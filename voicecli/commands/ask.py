@@ -100,6 +100,7 @@ def to_json(result: AskResult) -> dict[str, Any]:
         "model": result.model,
         "endpoint": result.endpoint,
         "timings": {k: None if v is None else round(v, 3) for k, v in result.timings.items()},
+        "monotonic": result.monotonic,
         "errors": result.errors,
     }
 
