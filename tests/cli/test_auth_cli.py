@@ -11,7 +11,6 @@ import asyncio
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
 
 import keyring
 import keyring.backend
@@ -21,9 +20,8 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
+from voicecli import cli
 from voicecli.auth.keys import KEYRING_SERVICE, KEYRING_USERNAME
-from voicecli.commands.auth import auth_app
-from voicecli.commands.base import GlobalOptions
 from voicecli.errors import EXIT_AUTH, EXIT_USAGE
 from voicecli.server.app import running_server
 from voicecli.server.echo import EchoResponder
@@ -80,19 +78,8 @@ def stored(ring: DictKeyring) -> str | None:
 
 
 def make_app() -> typer.Typer:
-    """The root options as cli.py defines them, with the auth commands mounted."""
-    app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
-
-    @app.callback()
-    def root(
-        ctx: typer.Context,
-        debug: Annotated[bool, typer.Option("--debug")] = False,
-        config: Annotated[Path | None, typer.Option("--config")] = None,
-    ) -> None:
-        ctx.obj = GlobalOptions(debug=debug, config_path=config)
-
-    app.add_typer(auth_app, name="auth")
-    return app
+    """The real command line, root options included."""
+    return cli.app
 
 
 def run(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> Result:

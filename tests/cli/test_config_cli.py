@@ -7,14 +7,12 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import Annotated
 
 import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-from voicecli.commands.base import GlobalOptions
-from voicecli.commands.config import config_app
+from voicecli import cli
 from voicecli.config import example_config_text
 
 FAKE_KEY = "sk-test-abcdefghijklmnop1234"
@@ -31,19 +29,8 @@ def _no_user_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
 
 
 def make_app() -> typer.Typer:
-    """The root options as cli.py defines them, with the config commands mounted."""
-    app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
-
-    @app.callback()
-    def root(
-        ctx: typer.Context,
-        debug: Annotated[bool, typer.Option("--debug")] = False,
-        config: Annotated[Path | None, typer.Option("--config")] = None,
-    ) -> None:
-        ctx.obj = GlobalOptions(debug=debug, config_path=config)
-
-    app.add_typer(config_app, name="config")
-    return app
+    """The real command line, root options included."""
+    return cli.app
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> Result:

@@ -40,3 +40,15 @@ async def connected(server: RunningServer, **options: Any) -> AsyncIterator[Offe
     finally:
         await client.close()
     assert client.problems == [], f"off-schema server events: {client.problems}"
+
+
+def user_text(text: str) -> dict[str, Any]:
+    """A client event adding a user text message."""
+    return {
+        "type": "conversation.item.create",
+        "item": {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": text}],
+        },
+    }

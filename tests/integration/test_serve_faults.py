@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.conftest import connected, scripted, serve
+from tests.integration.conftest import connected, scripted, serve, user_text
 from voicecli.audio.dsp import silence, tone
 from voicecli.server.faults import ServeFaults
 from voicecli.testing.offerer import Offerer, SignalingError
@@ -110,11 +110,11 @@ async def test_scripted_drop_and_error_steps(tmp_path: Path) -> None:
     drop = true
     """
     async with serve(responder=scripted(tmp_path, script)) as server, connected(server) as client:
-        client.send(_text("please fail"))
+        client.send(user_text("please fail"))
         client.send({"type": "response.create"})
         error = (await client.wait_for("error"))["error"]
         done = (await client.wait_for("response.done"))["response"]
-        client.send(_text("now drop"))
+        client.send(user_text("now drop"))
         client.send({"type": "response.create"})
         await client.wait_closed(5)
     assert (error["type"], error["code"]) == ("server_error", "server_error")
@@ -131,14 +131,3 @@ async def test_echo_turn_completes_over_a_lossy_downlink() -> None:
         client.mic.push(np.concatenate([tone(400, 600), silence(100)]))
         await client.wait_for("output_audio_buffer.stopped")
     assert client.types().count("response.done") == 1
-
-
-def _text(text: str) -> dict[str, object]:
-    return {
-        "type": "conversation.item.create",
-        "item": {
-            "type": "message",
-            "role": "user",
-            "content": [{"type": "input_text", "text": text}],
-        },
-    }

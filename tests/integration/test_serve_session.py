@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.conftest import connected, scripted, serve
+from tests.integration.conftest import connected, scripted, serve, user_text
 from voicecli.audio.dsp import normalized_xcorr_peak, rms_dbfs, silence, tone
 from voicecli.audio.wav import write_wav
 from voicecli.server.responders import Pcm
@@ -49,17 +49,6 @@ def chirp(ms: int, start_hz: float = 200.0, end_hz: float = 2000.0) -> Pcm:
 
 def speak(client: Offerer, ms: int = 600) -> None:
     client.mic.push(np.concatenate([tone(300, ms), silence(100)]))
-
-
-def user_text(text: str) -> dict[str, object]:
-    return {
-        "type": "conversation.item.create",
-        "item": {
-            "type": "message",
-            "role": "user",
-            "content": [{"type": "input_text", "text": text}],
-        },
-    }
 
 
 async def test_session_update_merges_and_answers_with_the_whole_session() -> None:
