@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import numpy as np
 from aiortc import RTCIceServer
 
-from voicecli.audio.dsp import rms_dbfs
+from voicecli.audio.dsp import rms_dbfs, silence
 from voicecli.audio.formats import RATE_HZ, Pcm
 from voicecli.audio.wav import read_wav_48k, write_wav
 from voicecli.auth.credentials import api_client, api_endpoint, credential_source, request_headers
@@ -38,6 +38,8 @@ from voicecli.rtc.signaling import Signaler
 from voicecli.rtc.tracks import PacedAudioTrack, PcmQueue
 
 EMBEDDED_KEY = "sk-local-embedded"
+COMMIT_TAIL_MS = 100
+PLAYOUT_TAIL_S = 0.1  # the last RTP frames trail output_audio_buffer.stopped
 AUDIBLE_DBFS = -50.0
 
 
@@ -119,7 +121,7 @@ def session_config(
         audio_in["transcription"] = {"model": settings.session.transcription_model}
     session: dict[str, Any] = {
         "type": "realtime",
-        "model": settings.session.model,
+        "model": model_name(settings),
         "output_modalities": ["text" if text_only else "audio"],
         "audio": {"input": audio_in, "output": {"voice": settings.session.voice}},
         "tools": tools.definitions(),
@@ -132,6 +134,13 @@ def session_config(
             f"the session configuration is invalid: {problem.message}", param=problem.param
         )
     return session
+
+
+def model_name(settings: Settings) -> str:
+    """The model the service is asked for: on Azure, the deployment name (§1.7)."""
+    if settings.api.provider == "azure" and settings.api.azure_deployment:
+        return settings.api.azure_deployment
+    return settings.session.model
 
 
 def _turns(settings: Settings) -> dict[str, Any] | None:
@@ -252,6 +261,8 @@ async def _ask(settings: Settings, key: str, request: AskRequest, started: float
             tasks.create_task(session.run())
             await _prompt(session, mic, request)
             await session.wait_idle()
+            if request.out is not None:
+                await asyncio.sleep(PLAYOUT_TAIL_S)
             await transport.close()
     finally:
         await transport.close()
@@ -265,6 +276,9 @@ async def _ask(settings: Settings, key: str, request: AskRequest, started: float
 async def _prompt(session: Session, mic: PcmQueue, request: AskRequest) -> None:
     if request.wav is not None:
         mic.push(read_wav_48k(request.wav))
+        # Then a little silence: the question's last frame (and Opus's ~6.5 ms delay) must
+        # reach the service before the commit, which travels on the faster data channel.
+        mic.push(silence(COMMIT_TAIL_MS))
         await mic.drained.wait()  # streamed in real time through the mic track
         session.commit_audio()
     else:

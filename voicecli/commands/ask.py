@@ -39,6 +39,7 @@ def ask(
     Examples: voicecli ask "What time is it in Tokyo?"; voicecli ask --in q.wav --out a.wav --json
     """
     with boundary(ctx):
+        _check_out(out, text_only)
         request = AskRequest(
             text=_prompt(text, input_wav),
             wav=input_wav,
@@ -55,6 +56,14 @@ def ask(
         settings = load_settings(options(ctx).config_path, os.environ, flags)
         result = asyncio.run(run_ask(settings, request, SystemKeyring()))
         typer.echo(json.dumps(to_json(result), indent=2) if as_json else result.transcript)
+
+
+def _check_out(out: Path | None, text_only: bool) -> None:
+    if out is not None and text_only:
+        raise UsageError(
+            "--out needs audio, but --text-only asks for a text answer",
+            hint="drop one of --out and --text-only",
+        )
 
 
 def _prompt(text: str | None, wav: Path | None) -> str | None:

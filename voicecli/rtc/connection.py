@@ -164,9 +164,12 @@ class RtcTransport:
         if not self._disconnected:  # end the event stream for its consumers
             self._disconnected = True
             self._queue.put_nowait(Disconnected("closed by voicecli"))
-        if self.call_id is not None:
-            await self._signaler.hangup(self.call_id)
-        await self.pc.close()
+        try:
+            if self.call_id is not None:
+                await self._signaler.hangup(self.call_id)
+            await self._signaler.aclose()
+        finally:
+            await self.pc.close()  # whatever the HTTP side did, release the sockets
 
     # aiortc callbacks (sync, on the loop).
 

@@ -73,6 +73,10 @@ class Signaler:
         location = raw.headers.get("location") or ""
         return Answer(answer, location.rsplit("/", 1)[-1] or None)
 
+    async def aclose(self) -> None:
+        """Close the HTTP client (its keep-alive connection)."""
+        await self._client.close()
+
     async def hangup(self, call_id: str) -> None:
         """End the call on the service side (best effort: we are leaving anyway)."""
         try:
