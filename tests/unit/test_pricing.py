@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from openai.types.realtime import RealtimeResponseUsage, ResponseDoneEvent
 
+from tests.unit.samples import RESPONSE_DONE
 from voicecli.config import Settings
 from voicecli.realtime.pricing import (
     Prices,
@@ -25,19 +26,7 @@ from voicecli.realtime.pricing import (
 JsonObject = dict[str, Any]
 
 # §4.5 response.done spec example: total 253.
-USAGE_253: JsonObject = {
-    "total_tokens": 253,
-    "input_tokens": 132,
-    "output_tokens": 121,
-    "input_token_details": {
-        "text_tokens": 119,
-        "audio_tokens": 13,
-        "image_tokens": 0,
-        "cached_tokens": 64,
-        "cached_tokens_details": {"text_tokens": 64, "audio_tokens": 0, "image_tokens": 0},
-    },
-    "output_token_details": {"text_tokens": 30, "audio_tokens": 91},
-}
+USAGE_253: JsonObject = RESPONSE_DONE["response"]["usage"]
 
 # §4.5 real GA trace: total 320; the 64 cached tokens are all audio.
 USAGE_320: JsonObject = {

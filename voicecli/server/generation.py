@@ -9,13 +9,13 @@ is generated, and ``response.done`` usually comes before the audio has finished 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from voicecli.server import shapes
 from voicecli.server.playback import OutputBuffer
 from voicecli.server.responders import (
+    RATE_HZ,
     DropCall,
     ErrorReply,
     FunctionCall,
@@ -238,19 +238,10 @@ def _part(kind: str, text: str) -> JsonObject:
 
 
 def _chunks(audio: Pcm) -> list[Pcm]:
-    step = shapes_samples(CHUNK_MS)
+    step = RATE_HZ * CHUNK_MS // 1000
     return [audio[i : i + step] for i in range(0, max(audio.size, 1), step)] or [audio]
-
-
-def shapes_samples(ms: int) -> int:
-    return 48 * ms
 
 
 def _halves(arguments: str) -> list[str]:
     middle = len(arguments) // 2
     return [p for p in (arguments[:middle], arguments[middle:]) if p]
-
-
-def arguments_json(arguments: object) -> str:
-    """Arguments as the JSON string the service sends."""
-    return arguments if isinstance(arguments, str) else json.dumps(arguments)

@@ -15,14 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import numpy as np
-
 from voicecli.realtime.schema import check_client_event, check_server_event
 from voicecli.server import shapes
 from voicecli.server.generation import ResponseContext, ResponseRun
 from voicecli.server.playback import OutputBuffer
 from voicecli.server.responders import (
-    RATE_HZ,
     Pcm,
     Responder,
     ResponseRequest,
@@ -533,9 +530,4 @@ def _trigger_of(pending: _Pending) -> Trigger:
     return Trigger.RESPONSE_CREATE
 
 
-def as_pcm(samples: np.ndarray[Any, Any]) -> Pcm:
-    """Coerce decoded samples to the session's int16 mono layout."""
-    return np.ascontiguousarray(samples, dtype=np.int16).reshape(-1)
-
-
-__all__ = ["RATE_HZ", "CallSession", "Link", "ServerSchemaError", "SessionOptions", "as_pcm"]
+__all__ = ["CallSession", "Link", "ServerSchemaError", "SessionOptions"]
