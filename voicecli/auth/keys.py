@@ -20,9 +20,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import keyring
-import keyring.errors
-
 from voicecli.config import Settings
 from voicecli.errors import ConfigError
 from voicecli.redact import mask_key, redact
@@ -74,7 +71,11 @@ class KeyStore(Protocol):
 class SystemKeyring:
     """The OS keyring through the ``keyring`` package (its configured or detected backend)."""
 
+    # keyring loads its backends on import (~15 ms): only when a key is looked up there.
+
     def get(self) -> str | None:
+        import keyring.errors
+
         try:
             return keyring.get_password(KEYRING_SERVICE, KEYRING_USERNAME) or None
         except keyring.errors.NoKeyringError:
@@ -85,12 +86,16 @@ class SystemKeyring:
             return None
 
     def set(self, key: str) -> None:
+        import keyring.errors
+
         try:
             keyring.set_password(KEYRING_SERVICE, KEYRING_USERNAME, key)
         except keyring.errors.KeyringError as exc:
             raise _store_error(exc, "store the key in") from None
 
     def delete(self) -> bool:
+        import keyring.errors
+
         try:
             keyring.delete_password(KEYRING_SERVICE, KEYRING_USERNAME)
         except keyring.errors.PasswordDeleteError:
@@ -100,7 +105,9 @@ class SystemKeyring:
         return True
 
 
-def _store_error(exc: keyring.errors.KeyringError, action: str) -> NoKeyringError:
+def _store_error(exc: Exception, action: str) -> NoKeyringError:
+    import keyring.errors
+
     if isinstance(exc, keyring.errors.NoKeyringError):
         return NoKeyringError("no keyring backend on this machine")
     # One line: backend messages (D-Bus, Keychain) can span several.

@@ -6,17 +6,16 @@ import asyncio
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from voicecli.commands.base import boundary
 from voicecli.errors import UsageError
-from voicecli.server.app import RunningServer, serve_forever
-from voicecli.server.faults import FAILABLE_STATUSES, ServeFaults
-from voicecli.server.http import ServerConfig
-from voicecli.server.keys import KeyStore
-from voicecli.server.responders import Responder
+
+if TYPE_CHECKING:  # the server (aiohttp, aiortc) loads only when serve runs: `ask` starts faster
+    from voicecli.server.app import RunningServer
+    from voicecli.server.responders import Responder
 
 RESPONDERS = ("echo", "scripted")
 FAULTS = "Fault switches (for tests)"
@@ -67,6 +66,11 @@ def serve(
     With --api-key it accepts only those keys (and the ephemeral keys it mints); without,
     any key (as --open). Example: voicecli serve --port 0 --api-key sk-local-test
     """
+    from voicecli.server.app import serve_forever
+    from voicecli.server.faults import FAILABLE_STATUSES, ServeFaults
+    from voicecli.server.http import ServerConfig
+    from voicecli.server.keys import KeyStore
+
     with boundary(ctx):
         if fail_calls is not None and fail_calls not in FAILABLE_STATUSES:
             raise UsageError(f"--fail-calls takes one of {FAILABLE_STATUSES}, not {fail_calls}")

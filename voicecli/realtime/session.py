@@ -24,8 +24,10 @@ from voicecli.realtime.session_events import (
     AssistantText,
     AudioState,
     ResponseFinished,
+    ResponseStarted,
     ServiceErrorEvent,
     SessionEvent,
+    SpeechMark,
     ToolCallFinished,
     ToolCallStarted,
     UserText,
@@ -154,6 +156,7 @@ class Session:
         self._create_in_flight = False
         self._active = response_id
         self._responses[response_id] = _Response(response_id)
+        self._emit(ResponseStarted(response_id))
 
     def _response_done(self, data: JsonObject) -> None:
         response = data["response"]
@@ -201,6 +204,14 @@ class Session:
         self.assistant_text[data["response_id"]] = text
         self._emit(AssistantText(data["response_id"], data["item_id"], text, final=True))
 
+    def _user_transcript_delta(self, data: JsonObject) -> None:
+        self._emit(UserText(data["item_id"], data.get("delta") or "", final=False))
+
+    def _speech(self, data: JsonObject) -> None:
+        started = data["type"] == "input_audio_buffer.speech_started"
+        position = data.get("audio_start_ms" if started else "audio_end_ms") or 0
+        self._emit(SpeechMark(data["item_id"], "started" if started else "stopped", position))
+
     def _user_transcript(self, data: JsonObject) -> None:
         self.user_text[data["item_id"]] = data["transcript"]
         self._emit(UserText(data["item_id"], data["transcript"], final=True))
@@ -236,7 +247,10 @@ _HANDLERS: dict[str, Callable[[Session, JsonObject], None]] = {
     "response.output_text.delta": Session._transcript_delta,
     "response.output_audio_transcript.done": Session._transcript_done,
     "response.output_text.done": Session._transcript_done,
+    "conversation.item.input_audio_transcription.delta": Session._user_transcript_delta,
     "conversation.item.input_audio_transcription.completed": Session._user_transcript,
+    "input_audio_buffer.speech_started": Session._speech,
+    "input_audio_buffer.speech_stopped": Session._speech,
     "output_audio_buffer.started": Session._audio,
     "output_audio_buffer.stopped": Session._audio,
     "output_audio_buffer.cleared": Session._audio,

@@ -12,8 +12,22 @@ from voicecli.realtime.transport import LinkState, NetworkStats
 @dataclass(frozen=True, slots=True)
 class UserText:
     item_id: str
-    text: str
+    text: str  # a delta, or the whole transcript when final
     final: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechMark:
+    """The service's VAD heard the user start or stop speaking (a turn's placeholder opens)."""
+
+    item_id: str
+    state: str  # started | stopped
+    audio_ms: int  # audio_start_ms / audio_end_ms: position in the session's input audio
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseStarted:
+    response_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +73,8 @@ class ServiceErrorEvent:
 
 SessionEvent = (
     UserText
+    | SpeechMark
+    | ResponseStarted
     | AssistantText
     | ToolCallStarted
     | ToolCallFinished

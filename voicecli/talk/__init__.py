@@ -1,0 +1,1 @@
+"""`voicecli talk`: the live conversation (microphone, speaker, keys, screen) around a Session."""
