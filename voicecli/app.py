@@ -12,7 +12,7 @@ import contextlib
 import ipaddress
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 from aiortc import RTCIceServer
+from aiortc.mediastreams import MediaStreamTrack
 
 from voicecli.audio.dsp import rms_dbfs, silence
 from voicecli.audio.formats import RATE_HZ, Pcm
@@ -33,6 +34,7 @@ from voicecli.realtime.schema import check_client_event
 from voicecli.realtime.session import Session
 from voicecli.realtime.session_events import AudioState, SessionEvent
 from voicecli.realtime.tools import ToolRegistry, ToolResult, registry_from_settings
+from voicecli.realtime.transport import RemoteAudio
 from voicecli.rtc.connection import RtcOptions, RtcTransport
 from voicecli.rtc.signaling import Signaler
 from voicecli.rtc.tracks import PacedAudioTrack, PcmQueue
@@ -174,8 +176,9 @@ async def open_transport(
     settings: Settings,
     key: str,
     session: dict[str, Any],
-    mic: PacedAudioTrack,
-    on_audio: Any = None,
+    mic: MediaStreamTrack,
+    on_audio: RemoteAudio | None = None,
+    on_rtp_sent: Callable[[], None] | None = None,
 ) -> RtcTransport:
     """Credentials → signaling → a connected WebRTC transport (its session already created)."""
     source = credential_source(settings, key)
@@ -187,7 +190,7 @@ async def open_transport(
         timeout_s=target.timeout_s,
         extra_headers=None if ephemeral else request_headers(target),
     )
-    transport = RtcTransport(signaler, rtc_options(settings), mic, on_audio)
+    transport = RtcTransport(signaler, rtc_options(settings), mic, on_audio, on_rtp_sent)
     try:
         await transport.connect(None if ephemeral else session)
     except AuthError:
@@ -211,7 +214,7 @@ class ReplyRecorder:
         self.chunks: list[Pcm] = []
         self.first_audible: float | None = None
 
-    def on_audio(self, pcm: Pcm) -> None:
+    def on_audio(self, pcm: Pcm, pts: int | None = None) -> None:
         if not self.recording:
             return
         self.chunks.append(pcm)

@@ -345,3 +345,22 @@ def test_gathering_is_time_boxed() -> None:
     assert list(params)[1:4] == ["component", "addresses", "timeout"]
     tuning.install()
     assert aioice.ice.Connection.get_component_candidates.__defaults__ == (tuning.GATHER_TIMEOUT_S,)
+
+
+async def test_watch_counts_rtp_after_it_is_sent_and_ignores_rtcp() -> None:
+    transport = FakeDtlsTransport()
+    seen: list[int] = []
+    tuning.watch_outgoing_rtp(transport, lambda: seen.append(len(transport.sent)))
+    await send_all(transport, 10)
+    assert len(transport.sent) == 20  # everything still goes out
+    assert seen == [1, 3, 5, 7, 9, 11, 13, 15, 17, 19]  # once per RTP packet, after it left
+
+
+def test_aiortc_dtls_transport_still_sends_rtp_through_send_rtp() -> None:
+    """drop_outgoing_rtp and watch_outgoing_rtp wrap this private coroutine method."""
+    import inspect
+
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+    send = getattr(RTCDtlsTransport, "_send_rtp", None)
+    assert send is not None and inspect.iscoroutinefunction(send), "aiortc changed _send_rtp"

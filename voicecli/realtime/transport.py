@@ -5,11 +5,16 @@ The session never imports aiortc: it gets ServerEvents plus these link-level fac
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from voicecli.audio.formats import Pcm
 from voicecli.realtime.events import ServerEvent
+
+# Where a transport delivers the model's audio: mono 48 kHz int16 and the pts of its first
+# sample in samples (WebRTC), or None when the transport has no timestamps (WebSocket: contiguous).
+RemoteAudio = Callable[[Pcm, int | None], None]
 
 
 @dataclass(frozen=True, slots=True)

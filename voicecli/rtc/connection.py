@@ -29,7 +29,13 @@ from aiortc.stats import RTCInboundRtpStreamStats, RTCRemoteInboundRtpStreamStat
 from voicecli.audio.formats import Pcm
 from voicecli.errors import NetworkError
 from voicecli.realtime.events import ServerEvent, event_type
-from voicecli.realtime.transport import Disconnected, LinkState, NetworkStats, TransportEvent
+from voicecli.realtime.transport import (
+    Disconnected,
+    LinkState,
+    NetworkStats,
+    RemoteAudio,
+    TransportEvent,
+)
 from voicecli.rtc import tuning
 from voicecli.rtc.channel import LABEL, EventChannel
 from voicecli.rtc.signaling import Signaler
@@ -76,18 +82,21 @@ class RtcTransport:
         signaler: Signaler,
         options: RtcOptions,
         mic: MediaStreamTrack,
-        on_audio: Callable[[Pcm], None] | None = None,
+        on_audio: RemoteAudio | None = None,
+        on_rtp_sent: Callable[[], None] | None = None,
     ) -> None:
         tuning.install()
         self._signaler = signaler
         self.options = options
         self._on_audio = on_audio
+        self._on_rtp_sent = on_rtp_sent
         self._queue: asyncio.Queue[TransportEvent] = asyncio.Queue()
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=list(options.ice_servers)))
         self.channel = EventChannel(
             self.pc.createDataChannel(LABEL), self._on_event, self._on_channel_close
         )
         transceiver = self.pc.addTransceiver(mic, direction="sendrecv")
+        self._sender = transceiver.sender
         tuning.use_passthrough_jitter_buffer(transceiver.receiver)
         self.call_id: str | None = None
         self.stage = Stage.GATHERING
@@ -125,6 +134,8 @@ class RtcTransport:
         answer = await self._signaler.exchange(self.pc.localDescription.sdp, session)
         self.call_id = answer.call_id
         await self.pc.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
+        if self._on_rtp_sent is not None:  # the sender's transport exists once the answer is set
+            tuning.watch_outgoing_rtp(self._sender.transport, self._on_rtp_sent)
         self._reach(Stage.ICE)
         await self._milestones["connected"].wait()  # ICE, then DTLS (_on_ice_state, _on_state)
         self._reach(Stage.DATA_CHANNEL)
@@ -209,9 +220,9 @@ class RtcTransport:
         if self._remote is not None:  # the track arrives with the answer, before run() starts
             await drain_audio(self._remote, self._audio)
 
-    def _audio(self, pcm: Pcm, pts: int) -> None:
+    def _audio(self, pcm: Pcm, pts: int | None) -> None:
         if self._on_audio is not None:
-            self._on_audio(pcm)
+            self._on_audio(pcm, pts)
 
     async def _watch(self) -> None:
         last_received, quiet_since = -1, time.monotonic()

@@ -68,6 +68,51 @@ class PacedAudioTrack(MediaStreamTrack):
         return self._start + self._pts / RATE_HZ
 
 
+class MicTrack(MediaStreamTrack):
+    """The microphone: one long-lived track for the whole call, clocked by the sound card.
+
+    The capture stream pushes exact 20 ms blocks on the loop thread; recv() hands them on in
+    order, so the device clock paces RTP (no sleeps). A stalled loop must not turn into latency:
+    the queue keeps the newest few blocks and drops the oldest. Muted or gated (half duplex),
+    the blocks become silence with the same pts, so RTP keeps flowing and the service's VAD
+    sees a quiet user rather than a dead line.
+    """
+
+    kind = "audio"
+
+    def __init__(self, max_frames: int = 5) -> None:
+        super().__init__()
+        self._blocks: deque[tuple[Pcm, float]] = deque()
+        self._arrived = asyncio.Event()
+        self._max = max_frames
+        self._pts = 0
+        self.muted = False
+        self.gated = False
+        self.dropped = 0  # blocks dropped because the loop fell behind
+        self.last_capture_s: float | None = None  # ADC time of the block handed on last
+
+    def push(self, pcm: Pcm, captured_s: float) -> None:
+        """One 20 ms block and its ADC time (time.monotonic() clock); loop thread only."""
+        if len(self._blocks) >= self._max:
+            self._blocks.popleft()
+            self.dropped += 1
+        self._blocks.append((pcm, captured_s))
+        self._arrived.set()
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        while not self._blocks:
+            self._arrived.clear()
+            await self._arrived.wait()
+        pcm, self.last_capture_s = self._blocks.popleft()
+        if self.muted or self.gated:
+            pcm = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+        frame = audio_frame(pcm, self._pts)
+        self._pts += FRAME_SAMPLES
+        return frame
+
+
 class PcmQueue:
     """A source for PacedAudioTrack: queued PCM, then silence (RTP keeps flowing, like a mic)."""
 

@@ -161,3 +161,19 @@ def drop_outgoing_rtp(dtls_transport: Any, fraction: float, rng: random.Random) 
         await send(data)
 
     dtls_transport._send_rtp = lossy_send
+
+
+def watch_outgoing_rtp(dtls_transport: Any, on_sent: Callable[[], None]) -> None:
+    """Call ``on_sent`` as each RTP (not RTCP) packet leaves: the end of our send path.
+
+    aiortc's sender is one loop (recv → encode → send, aiortc-notes §1.1), so the packet
+    leaving is the frame the track returned last: this is how `talk` measures capture → RTP.
+    """
+    send: SendRtp = dtls_transport._send_rtp
+
+    async def watched_send(data: bytes) -> None:
+        await send(data)
+        if not is_rtcp(data):
+            on_sent()
+
+    dtls_transport._send_rtp = watched_send
