@@ -13,6 +13,8 @@ Each is a documented `serve` flag (README, `voicecli serve --help`):
 - --fail-calls-count N: only the first N calls fail (0: all), to test retries
 - --answer-delay-ms MS: delay every SDP answer
 - --rtp-loss PERCENT: drop this share of outgoing RTP packets
+- --unreachable-ice: answer with only an unreachable ICE candidate (TEST-NET-1), so WebRTC never
+  connects, as when UDP is blocked; the WebSocket endpoint still works (the fallback's test)
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class ServeFaults:
     answer_delay_ms: int = 0
     rtp_loss_percent: float = 0.0
     seed: int | None = None
+    unreachable_ice: bool = False
 
     def for_call(self) -> CallFaults:
         return CallFaults(
@@ -44,6 +47,7 @@ class ServeFaults:
             max_session_s=self.max_session_s,
             rtp_loss=self.rtp_loss_percent / 100.0,
             seed=self.seed,
+            unreachable_ice=self.unreachable_ice,
         )
 
 

@@ -43,6 +43,9 @@ class ResponseContext:
     on_function_call: Callable[[str, str], None]  # (call_id, name) for later output checks
     on_drop: Callable[[], None]
     input_tokens: tuple[int, int] = (0, 0)  # (text, audio) tokens of the turn that asked
+    # WebSocket: audio goes out as response.output_audio.delta events with this payload (base64
+    # PCM16 24 kHz) and no output_audio_buffer.* events exist. None: RTP (WebRTC).
+    encode_audio: Callable[[Pcm], str] | None = None
 
 
 @dataclass
@@ -129,7 +132,7 @@ class ResponseRun:
         )
         sent = 0
         for number, chunk in enumerate(chunks, start=1):
-            self._queue_audio(item_id, chunk)
+            self._queue_audio(item_id, chunk, where)
             upto = len(words) * number // len(chunks)
             for word in words[sent:upto]:
                 self._emit(delta_type, delta=word, **where)
@@ -138,8 +141,12 @@ class ResponseRun:
             await asyncio.sleep(duration_s(chunk) / self.ctx.speed)
         return speech.transcript
 
-    def _queue_audio(self, item_id: str, chunk: Pcm) -> None:
+    def _queue_audio(self, item_id: str, chunk: Pcm, where: JsonObject) -> None:
         if not self.audio_mode:
+            return
+        if self.ctx.encode_audio is not None:  # as fast as generated, like the real service
+            self._emit("response.output_audio.delta", delta=self.ctx.encode_audio(chunk), **where)
+            self.ctx.output.record_sent(item_id, chunk.size)
             return
         if not self.audio_started:
             self.audio_started = True
@@ -151,6 +158,8 @@ class ResponseRun:
     ) -> None:
         self.text_out += text
         if kind == "audio":
+            if self.ctx.encode_audio is not None:  # WS only (§4.6 step 15)
+                self._emit("response.output_audio.done", **where)
             self._emit("response.output_audio_transcript.done", transcript=text, **where)
             content = {"type": "output_audio", "transcript": text}
         else:

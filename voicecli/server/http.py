@@ -2,8 +2,9 @@
 
 Paths and bodies follow the real service (realtime-protocol.md §1, §8): the GA call endpoint
 ``POST /v1/realtime/calls`` (raw SDP with an ephemeral key, or multipart ``sdp`` + ``session``
-with a standard key), ``/v1/realtime/client_secrets``, hangup, and ``/v1/models``; the same
-under ``/openai/v1`` with an ``api-key`` header, as Azure serves them.
+with a standard key), ``/v1/realtime/client_secrets``, hangup, ``/v1/models`` and the Realtime
+WebSocket ``GET /v1/realtime?model=…`` (server/ws.py); the same under ``/openai/v1`` with an
+``api-key`` header, as Azure serves them.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from voicecli.server.peer import Call
 from voicecli.server.responders import Responder
 from voicecli.server.session import SessionOptions
 from voicecli.server.shapes import JsonObject
+from voicecli.server.ws import SocketCall, serve_socket
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,7 @@ class Endpoints:
 
     def __init__(self, config: ServerConfig, tasks: asyncio.TaskGroup) -> None:
         self.config = config
-        self.calls: dict[str, Call] = {}
+        self.calls: dict[str, Call | SocketCall] = {}  # WebSocket sessions under their sess_ id
         self._tasks = tasks
         self._failures = CallFailures(config.faults)
 
@@ -97,6 +99,7 @@ class Endpoints:
                 web.post(f"{prefix}/realtime/calls/{{call_id}}/hangup", self.hangup),
                 web.post(f"{prefix}/realtime/client_secrets", self.client_secret),
                 web.get(f"{prefix}/models", self.models),
+                web.get(f"{prefix}/realtime", self.realtime_socket),
             ]
         return table
 
@@ -227,6 +230,16 @@ class Endpoints:
         if problem is not None:
             raise RuntimeError(f"client secret response off-schema: {problem.message}")
         return web.json_response(reply)
+
+    # GET /v1/realtime?model=… (WebSocket; auth answered before the upgrade, like the service)
+
+    async def realtime_socket(self, request: web.Request) -> web.StreamResponse:
+        key = self._auth(request)
+        if isinstance(key, web.Response):
+            return key
+        session = self._session_for(key, None)
+        assert not isinstance(session, web.Response)  # only a session part can be refused
+        return await serve_socket(request, self.config, session, self.calls)
 
     # GET /v1/models
 

@@ -26,6 +26,9 @@ from voicecli.server.shapes import JsonObject
 
 log = logging.getLogger(__name__)
 
+# TEST-NET-1 (RFC 5737) is never routed: checks sent there vanish, as when UDP is blocked.
+UNREACHABLE_CANDIDATE = "a=candidate:1 1 udp 2130706431 192.0.2.1 3478 typ host"
+
 
 @dataclass
 class CallFaults:
@@ -36,6 +39,29 @@ class CallFaults:
     max_session_s: float | None = None
     rtp_loss: float = 0.0
     seed: int | None = None
+    unreachable_ice: bool = False
+
+
+def only_unreachable_candidates(sdp: str) -> str:
+    """Each media section's candidates replaced by one that can never be reached."""
+    lines: list[str] = []
+    placed = False
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            placed = False
+        if line.startswith("a=candidate:"):
+            if not placed:
+                lines.append(UNREACHABLE_CANDIDATE)
+            placed = True
+            continue
+        lines.append(line)
+    return "\r\n".join(lines) + "\r\n"
+
+
+def without_candidates(sdp: str) -> str:
+    """The offer without its candidates: the server's own checks must not open the path
+    either (a check reaching the client teaches it a peer-reflexive route back)."""
+    return "".join(line for line in sdp.splitlines(True) if not line.startswith("a=candidate:"))
 
 
 class Call:
@@ -68,6 +94,8 @@ class Call:
     async def answer(self, offer_sdp: str) -> str:
         """Set the offer, answer it; returns the answer SDP with its candidates."""
         tuning.install()
+        if self.faults.unreachable_ice:
+            offer_sdp = without_candidates(offer_sdp)
         await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         for transceiver in self.pc.getTransceivers():
             if transceiver.kind == "audio":
@@ -78,7 +106,8 @@ class Call:
         with tuning.loopback_ice():
             await self.pc.setLocalDescription(answer)
         self._apply_rtp_loss()
-        return str(self.pc.localDescription.sdp)
+        sdp = str(self.pc.localDescription.sdp)
+        return only_unreachable_candidates(sdp) if self.faults.unreachable_ice else sdp
 
     def _apply_rtp_loss(self) -> None:
         if self.faults.rtp_loss <= 0:

@@ -89,5 +89,10 @@ class OutputBuffer:
         """The response whose audio is queued now."""
         return self._chunks[0].response_id if self._chunks else None
 
+    def record_sent(self, item_id: str, samples: int) -> None:
+        """WebSocket: audio leaves as events, not through this buffer. What was sent counts as
+        played, the bound for the client's truncate (it may not exceed what it received)."""
+        self._played[item_id] = self._played.get(item_id, 0) + samples
+
     def played_ms(self, item_id: str) -> int:
         return self._played.get(item_id, 0) * 1000 // RATE_HZ

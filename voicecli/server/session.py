@@ -33,6 +33,7 @@ from voicecli.server.vad import EnergyVad, SpeechStarted, SpeechStopped, VadSett
 log = logging.getLogger(__name__)
 
 MIN_COMMIT_MS = 100  # the service refuses to commit less (input_audio_buffer_commit_empty)
+_ITEM_EVENTS = ("conversation.item.added", "conversation.item.done")
 
 
 class Link(Protocol):
@@ -49,6 +50,18 @@ class Link(Protocol):
         ...
 
 
+class WireAudio(Protocol):
+    """WebSocket: audio travels inside events as base64 (24 kHz PCM16), not as RTP."""
+
+    def encode(self, pcm: Pcm) -> str:
+        """48 kHz output audio → a response.output_audio.delta payload."""
+        ...
+
+    def decode(self, payload: str) -> Pcm:
+        """An input_audio_buffer.append payload → 48 kHz; ValueError when it is not audio."""
+        ...
+
+
 class ServerSchemaError(RuntimeError):
     """voicecli serve was about to send an off-schema event: a bug in the server."""
 
@@ -58,6 +71,7 @@ class SessionOptions:
     generation_speed: float = 4.0  # "the model" generates this many times faster than real time
     strict_tool_output: bool = False  # close the data channel on a malformed tool output
     drop_on: str | None = None  # drop the call when the client sends this event type
+    wire_audio: WireAudio | None = None  # set over WebSocket; None over WebRTC (RTP)
 
 
 @dataclass
@@ -310,6 +324,10 @@ class CallSession:
         self._emit_simple("input_audio_buffer.cleared")
 
     def _append(self, event: JsonObject) -> None:
+        wire = self._options.wire_audio
+        if wire is not None:
+            self._append_audio(wire, event)
+            return
         # Over WebRTC the microphone arrives as RTP; the real service's behaviour for append
         # on a WebRTC session is unconfirmed (realtime-protocol.md §4.1), so say so plainly.
         self._error(
@@ -319,7 +337,28 @@ class CallSession:
             event_id=event.get("event_id"),
         )
 
+    def _append_audio(self, wire: WireAudio, event: JsonObject) -> None:
+        try:
+            pcm = wire.decode(event["audio"])
+        except ValueError:
+            self._error(
+                "invalid_value",
+                "Invalid 'audio': expected base64-encoded audio/pcm.",
+                param="audio",
+                event_id=event.get("event_id"),
+            )
+            return
+        self.on_audio(pcm)
+
     def _output_clear(self, event: JsonObject) -> None:
+        if self._options.wire_audio is not None:  # the output audio buffer is WebRTC/SIP only
+            self._error(
+                "unsupported_event",
+                "output_audio_buffer.clear is only supported for WebRTC and SIP sessions.",
+                param="type",
+                event_id=event.get("event_id"),
+            )
+            return
         self._clear_output()
 
     def _response_create(self, event: JsonObject) -> None:
@@ -433,6 +472,7 @@ class CallSession:
                 on_function_call=self._calls.__setitem__,
                 on_drop=self._link.drop,
                 input_tokens=(text_in, audio_in),
+                encode_audio=self._options.wire_audio.encode if self._options.wire_audio else None,
             )
         )
         run.start()
@@ -510,6 +550,8 @@ class CallSession:
         problem = check_server_event(event)
         if problem is not None:
             raise ServerSchemaError(f"{event.get('type')}: {problem.message}")
+        if event["type"] in _ITEM_EVENTS:  # responses' items too, for truncate and retrieve
+            self._items[event["item"]["id"]] = event["item"]
         self._link.send_text(json.dumps(event, separators=(",", ":")))
 
 
@@ -530,4 +572,4 @@ def _trigger_of(pending: _Pending) -> Trigger:
     return Trigger.RESPONSE_CREATE
 
 
-__all__ = ["CallSession", "Link", "ServerSchemaError", "SessionOptions"]
+__all__ = ["CallSession", "Link", "ServerSchemaError", "SessionOptions", "WireAudio"]

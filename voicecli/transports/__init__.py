@@ -1,0 +1,1 @@
+"""Transports beside rtc/: the Realtime WebSocket (the fallback when UDP is blocked)."""
