@@ -156,6 +156,7 @@ class ServeSettings(_Model):
 
 class UiSettings(_Model):
     plain: bool = False
+    context_warn_tokens: int = Field(default=16000, ge=0)
 
 
 class ConfigItem(NamedTuple):
