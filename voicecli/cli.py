@@ -11,7 +11,9 @@ from voicecli import __version__
 from voicecli.commands import ask as ask_cmd
 from voicecli.commands import auth as auth_cmd
 from voicecli.commands import config as config_cmd
+from voicecli.commands import devices as devices_cmd
 from voicecli.commands import serve as serve_cmd
+from voicecli.commands import talk as talk_cmd
 from voicecli.commands.base import GlobalOptions, setup_logging
 
 app = typer.Typer(
@@ -21,8 +23,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+app.command("talk")(talk_cmd.talk)
 app.command("ask")(ask_cmd.ask)
 app.command("serve")(serve_cmd.serve)
+app.command("devices")(devices_cmd.devices)
 app.add_typer(config_cmd.config_app, name="config")
 app.add_typer(auth_cmd.auth_app, name="auth")
 

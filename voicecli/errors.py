@@ -99,3 +99,13 @@ class AudioError(VoiceCliError):
 
     exit_code = EXIT_AUDIO
     default_hint = "run `voicecli devices` to list devices, or `voicecli doctor`"
+
+
+class PortAudioMissing(AudioError):
+    """The PortAudio library is not installed; the hint names the install command for the OS."""
+
+
+class AudioDeviceLost(AudioError):
+    """A device that was working went away mid-call (unplugged, or the audio server stopped)."""
+
+    default_hint = "check the device or the audio server, then start again (`voicecli devices`)"

@@ -104,6 +104,10 @@ class Session:
         self.send(ev.input_audio_buffer_commit())
         self.request_response()
 
+    def clear_input(self) -> None:
+        """Push-to-talk: forget what the mic sent before the user started talking."""
+        self.send(ev.input_audio_buffer_clear())
+
     def request_response(self) -> None:
         if self._active is not None or self._create_in_flight:
             self._create_wanted = True
@@ -116,6 +120,11 @@ class Session:
         if self._active is not None:
             self.send(ev.response_cancel())
         self.send(ev.output_audio_buffer_clear())
+
+    @property
+    def responding(self) -> bool:
+        """A response is being generated or its audio is still playing (Esc has work to do)."""
+        return self._active is not None or any(r.audio for r in self._responses.values())
 
     # Waiting.
 
