@@ -109,21 +109,20 @@ def simulate(
 
 # ---- invariants over arbitrary use -----------------------------------------------------------
 
-PUSH = st.tuples(
-    st.just("push"),
-    st.integers(1, 2000),
-    st.sampled_from(["next", "gap", "back", "none", "jump"]),
-    st.integers(1, 3000),
-    st.floats(0.0, 0.1),
-)
-OPS = st.lists(
-    st.one_of(
-        PUSH,
+
+def op_lists(max_push: int, max_ops: int) -> st.SearchStrategy[list[tuple[object, ...]]]:
+    push = st.tuples(
+        st.just("push"),
+        st.integers(1, max_push),
+        st.sampled_from(["next", "gap", "back", "none", "jump"]),
+        st.integers(1, 3000),
+        st.floats(0.0, 0.1),
+    )
+    other = st.one_of(
         st.tuples(st.just("pull"), st.integers(1, 2000)),
         st.tuples(st.sampled_from(["flush", "mark", "finish"])),
-    ),
-    max_size=60,
-)
+    )
+    return st.lists(st.one_of(push, other), max_size=max_ops)
 
 
 @dataclass
@@ -190,7 +189,7 @@ class Driver:
 
 
 @settings(max_examples=150, deadline=None)
-@given(ops=OPS, config=st.sampled_from([PlayoutConfig(), SMALL, EXACT]))
+@given(ops=op_lists(2000, 60), config=st.sampled_from([PlayoutConfig(), SMALL, EXACT]))
 def test_any_use_gives_exact_blocks_and_never_invents_audio(
     ops: list[tuple[object, ...]], config: PlayoutConfig
 ) -> None:
@@ -205,12 +204,13 @@ def test_any_use_gives_exact_blocks_and_never_invents_audio(
 
 
 @settings(max_examples=150, deadline=None)
-@given(ops=OPS.map(lambda ops: [op for op in ops if op[0] != "flush"]))
+@given(ops=op_lists(1000, 29).map(lambda ops: [op for op in ops if op[0] != "flush"]))
 def test_no_received_sample_is_played_twice_or_out_of_order(
     ops: list[tuple[object, ...]],
 ) -> None:
+    # At most 29 000 samples: the counting signal stays unique (flush is left out: its fade
+    # scales the samples it plays, so values would no longer name them).
     driver = Driver(PlayoutBuffer(EXACT))
-    ops = [op for op in ops if op[0] != "push" or op[2] != "jump"]  # a restart may replay
     played = np.concatenate([*driver.run(ops), np.zeros(0, np.int16)])
     audible = played[played != 0].astype(np.int64)
     assert np.all(np.diff(audible) > 0)  # counting signal: strictly increasing, so unique
@@ -237,7 +237,10 @@ def test_pts_gaps_become_silence_of_exactly_their_length_in_order(
     total = pts
     out = pull_all(buffer, total // N + 4)
     assert zero_runs(out) == expected_gaps
-    assert np.count_nonzero(out) == sum(sizes)
+    # Every sample plays once; when the queue ends on a block boundary, the next block ramps
+    # down from the last sample (2.5 ms, not received audio) instead of stepping to zero.
+    ramp = buffer.config.samples(buffer.config.edge_fade_ms)
+    assert np.count_nonzero(out) - sum(sizes) in (0, ramp)
     stats = buffer.stats
     assert stats.played_ms == pytest.approx(sum(sizes) * MS)
     assert stats.concealed_ms == pytest.approx(sum(expected_gaps) * MS)
@@ -409,16 +412,17 @@ def test_underrun_is_counted_and_playback_waits_for_the_target_again() -> None:
     assert buffer.stats.underruns == 1
 
 
-def test_last_pull_pts_names_the_first_received_sample_of_the_block() -> None:
+def test_pull_with_pts_names_the_first_received_sample_of_the_block() -> None:
     buffer = PlayoutBuffer(EXACT)
     for k in range(3):
         buffer.push(counting(k * N, N), 5000 + k * N, 0.0)
-    buffer.pull(N // 2)
-    assert buffer.stats.last_pull_pts == 5000
-    buffer.pull(N)
-    assert buffer.stats.last_pull_pts == 5000 + N // 2
+    pcm, pts = buffer.pull_with_pts(N // 2)
+    assert pts == 5000 == buffer.stats.last_pull_pts and pcm.shape == (N // 2,)
+    _, pts = buffer.pull_with_pts(N)
+    assert pts == 5000 + N // 2
     pull_all(buffer, 3)
-    assert buffer.stats.last_pull_pts is None  # dry: nothing received in that block
+    _, pts = buffer.pull_with_pts(N)
+    assert pts is None  # dry: nothing received in that block
 
 
 def test_bad_input_is_refused() -> None:
@@ -584,7 +588,8 @@ def test_shared_playout_moves_every_sample_across_threads() -> None:
 
     def speaker() -> None:
         for _ in range(frames + 10):
-            outs.append(shared.pull(N))
+            pcm, _ = shared.pull_with_pts(N)
+            outs.append(pcm)
 
     thread = threading.Thread(target=speaker)
     thread.start()

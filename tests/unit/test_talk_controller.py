@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from voicecli.realtime.session_events import AudioState, SpeechMark
+from voicecli.realtime.session_events import AudioState, ResponseStarted, SpeechMark
 from voicecli.talk.controller import COMMIT_TAIL_S, GATE_HANGOVER_S, Mode, TalkController
 from voicecli.talk.events import Controls, Ended, Notice, TalkEvent
 from voicecli.talk.keys import Key
@@ -180,3 +180,15 @@ def test_mute_survives_the_half_duplex_gate() -> None:
     r.clock.now += GATE_HANGOVER_S + 0.01
     r.controller.tick(playout_depth_ms=0)
     assert r.mic.muted and not r.mic.gated
+
+
+def test_after_a_barge_in_remote_audio_is_dropped_until_the_next_response() -> None:
+    r = rig()
+    r.controller.on_event(AudioState("resp_1", "started"))
+    assert not r.controller.discard_remote
+    r.controller.on_event(SpeechMark("item_2", "started", 3000))
+    assert r.controller.discard_remote  # the cut answer's frames still on the wire
+    r.controller.on_event(AudioState("resp_1", "cleared"))
+    assert r.controller.discard_remote
+    r.controller.on_event(ResponseStarted("resp_2"))
+    assert not r.controller.discard_remote

@@ -30,12 +30,14 @@ BUFFERING; silence played meanwhile is remembered, so when the next frame shows 
 the part of the gap not already covered by that silence is filled, and losses do not add latency.
 
 Drift control (paced audio only): the queued depth seen by each pull, smoothed over
-``depth_smoothing_s``, is compared with the target. Outside ``drift_band_ms`` for
-``drift_hold_s``, one pull in every ``drift_cooldown_s`` removes (trim) or repeats (stretch)
-``drift_step_ms`` at the quietest spot of the block, crossfaded over ``edge_fade_ms``. Trims wait
-up to ``drift_patience_s`` for a quiet spot (below ``quiet_dbfs``); stretches do not wait, since
-an underrun is worse than a slightly audible stretch. Depth more than ``skip_excess_ms`` above
-the target (a stalled speaker) is dropped down to the target in one crossfaded splice.
+``depth_smoothing_s``, is compared with the target. More than ``drift_band_ms`` above it for
+``drift_hold_s`` starts trimming; more than ``drift_low_band_ms`` below it for
+``drift_low_hold_s`` starts stretching (sooner: running dry is worse than 10 ms more delay).
+Either goes on, one ``drift_step_ms`` step per ``drift_cooldown_s``, until the smoothed depth
+crosses the target. A step removes or repeats audio at the quietest spot of the block,
+crossfaded over ``edge_fade_ms``. Trims wait up to ``drift_patience_s`` for a spot below
+``quiet_dbfs``; stretches do not wait. Depth more than ``skip_excess_ms`` above the target (a
+stalled speaker) is dropped down to the target in one crossfaded splice.
 """
 
 from __future__ import annotations

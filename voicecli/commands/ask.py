@@ -8,15 +8,17 @@ import os
 import sys
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from voicecli.app import AskRequest, AskResult, run_ask
 from voicecli.auth.keys import SystemKeyring
 from voicecli.commands.base import boundary, options
 from voicecli.config import load_settings
 from voicecli.errors import UsageError
+
+if TYPE_CHECKING:  # the client (openai, aiortc) loads only when ask runs: other commands start fast
+    from voicecli.app import AskResult
 
 
 def ask(
@@ -38,6 +40,8 @@ def ask(
 
     Examples: voicecli ask "What time is it in Tokyo?"; voicecli ask --in q.wav --out a.wav --json
     """
+    from voicecli.app import AskRequest, run_ask
+
     with boundary(ctx):
         _check_out(out, text_only)
         request = AskRequest(

@@ -13,12 +13,23 @@ from typing import Annotated
 
 import typer
 
-from voicecli.auth.credentials import api_endpoint, verify_key
 from voicecli.auth.keys import MemoryKeyStore, ResolvedKey, SystemKeyring, resolve_key
 from voicecli.commands.base import boundary, options
 from voicecli.config import Settings, load_settings
 from voicecli.errors import UsageError
 from voicecli.redact import mask_key
+
+
+async def _verify(settings: Settings, key: str) -> int:
+    from voicecli.auth.credentials import verify_key  # the SDK loads only to check a key
+
+    return await verify_key(settings, key)
+
+
+def _base_url(settings: Settings) -> str:
+    from voicecli.auth.credentials import api_endpoint
+
+    return api_endpoint(settings).base_url
 
 NO_KEY = "no key: voicecli will use the embedded local server"
 
@@ -43,8 +54,8 @@ def login_command(
         settings = load_settings(options(ctx).config_path, os.environ)
         key = read_key(from_stdin)
         if not no_verify:
-            asyncio.run(verify_key(settings, key))
-            typer.echo(f"{api_endpoint(settings).base_url} accepted the key")
+            asyncio.run(_verify(settings, key))
+            typer.echo(f"{_base_url(settings)} accepted the key")
         SystemKeyring().set(key)
         typer.echo(f"stored key {mask_key(key)} in the keyring")
         overriding = _outside_keyring(settings)
@@ -86,12 +97,12 @@ def status_command(
         if resolved is None:
             typer.echo(NO_KEY)
             return
-        base_url = api_endpoint(settings).base_url
+        base_url = _base_url(settings)
         typer.echo(f"key: {resolved.masked}  ({resolved.source})")
         typer.echo(f"endpoint: {base_url}")
         typer.echo(f"auth mode: {settings.auth.mode}")
         if verify:
-            count = asyncio.run(verify_key(settings, resolved.value))
+            count = asyncio.run(_verify(settings, resolved.value))
             typer.echo(f"verified: the endpoint accepted the key ({count} models)")
 
 

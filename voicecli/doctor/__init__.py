@@ -1,0 +1,1 @@
+"""`voicecli doctor`: one small function per check, each returning a CheckResult."""

@@ -10,6 +10,7 @@ Disconnected event with its cause.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -106,6 +107,7 @@ class RtcTransport:
         self._remote: MediaStreamTrack | None = None
         self._closing = False
         self._disconnected = False
+        self._ended = asyncio.Event()
         self._wire()
 
     def _wire(self) -> None:
@@ -172,6 +174,7 @@ class RtcTransport:
         if self._closing:
             return
         self._closing = True
+        self._ended.set()
         if not self._disconnected:  # end the event stream for its consumers
             self._disconnected = True
             self._queue.put_nowait(Disconnected("closed by voicecli"))
@@ -211,6 +214,7 @@ class RtcTransport:
         if self._closing or self._disconnected:
             return
         self._disconnected = True
+        self._ended.set()
         self._queue.put_nowait(Disconnected(cause))
 
     # Tasks.
@@ -226,8 +230,7 @@ class RtcTransport:
 
     async def _watch(self) -> None:
         last_received, quiet_since = -1, time.monotonic()
-        while not self._closing and not self._disconnected:
-            await asyncio.sleep(self.options.stats_interval_s)
+        while not await self._ended_within(self.options.stats_interval_s):
             stats = await self._stats()
             self._queue.put_nowait(stats)
             if stats.packets_received != last_received:
@@ -236,6 +239,13 @@ class RtcTransport:
                 self._disconnect(
                     f"no audio from {self._signaler.host} for {self.options.liveness_timeout_s:g} s"
                 )
+
+    async def _ended_within(self, seconds: float) -> bool:
+        """Wait up to ``seconds``; True as soon as the link is closed or lost (a prompt exit)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._ended.wait()
+        return self._closing or self._disconnected
 
     async def _stats(self) -> NetworkStats:
         report = await self.pc.getStats()

@@ -212,6 +212,8 @@ class TalkCall:
 
     def _on_remote(self, pcm: Pcm, pts: int | None) -> None:
         now = time.monotonic()
+        if self._controller is not None and self._controller.discard_remote:
+            return
         self.playout.push(pcm, pts, now)
         self._levels[1].add(pcm)
         first = self.play_probe.received(pcm, pts, now)

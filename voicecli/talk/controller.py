@@ -3,7 +3,8 @@
 No I/O here: the controller flips the mic track's flags, flushes the playout buffer and calls
 session commands, and reports its state as Controls for the screen. Decisions (design.md §5):
 - barge-in: the service truncates; we flush local playout at once on `speech_started` or
-  `output_audio_buffer.cleared`, so the next audio block is already quiet;
+  `output_audio_buffer.cleared`, so the next audio block is already quiet, and drop the cut
+  response's audio still in flight until the next response starts;
 - Esc: `response.cancel` (when a response is active) + `output_audio_buffer.clear` + flush;
 - push-to-talk (vad off): the mic sends silence until space; space again gates it and, after
   a short tail so the last frames reach the service before the data-channel commit, commits
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from voicecli.realtime.session_events import AudioState, SpeechMark
+from voicecli.realtime.session_events import AudioState, ResponseStarted, SpeechMark
 from voicecli.talk.events import Controls, Ended, Notice, TalkEvent
 from voicecli.talk.keys import Key
 
@@ -73,6 +74,9 @@ class TalkController:
         self.talking = False  # push-to-talk turn open
         self.speaking = False  # assistant audio started and not yet stopped
         self._quiet_since: float | None = None  # half duplex: when the assistant went quiet
+        # After a barge-in or Esc, audio of the cut response still in flight (encoded, on the
+        # wire) must not reach the speaker: drop remote audio until the next response starts.
+        self.discard_remote = False
         self._mic.gated = self.push_to_talk  # push-to-talk: silence until space
 
     @property
@@ -128,12 +132,16 @@ class TalkController:
     def on_event(self, event: TalkEvent) -> None:
         if isinstance(event, SpeechMark) and event.state == "started":
             self._flush()  # barge-in: the service truncates, we stop playing at once
+        elif isinstance(event, ResponseStarted):
+            self.discard_remote = False
         elif isinstance(event, AudioState):
             self._on_audio_state(event.state)
 
     def _on_audio_state(self, state: str) -> None:
         if state == "cleared":
             self._flush()
+        elif state == "started":
+            self.discard_remote = False
         was = self.speaking
         self.speaking = state == "started"
         if self.speaking:
@@ -165,6 +173,7 @@ class TalkController:
 
     def _flush(self) -> None:
         self._playout.flush()
+        self.discard_remote = True
         self.speaking = False
         if self._quiet_since is None:
             self._quiet_since = self._clock()
