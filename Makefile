@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run serve test lint bench clean
+.PHONY: install run ask serve test lint bench bench-long clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -12,15 +12,18 @@ $(BIN)/python:
 # Reinstall only when the dependencies change (a stamp file, not a pip run per target).
 STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,local]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
-# The main job: ask the assistant. With no API key configured it uses the embedded local server.
-# (`voicecli talk`, the live conversation, replaces this when it lands.)
-PROMPT ?= Hello from voicecli! What can you do?
+# The main job: a spoken conversation. With no API key configured it talks to the embedded
+# local assistant (offline); `q` quits. `make ask` is the one-shot, scriptable form.
 run: install
+	$(BIN)/voicecli talk
+
+PROMPT ?= Hello from voicecli! What can you do?
+ask: install
 	$(BIN)/voicecli ask "$(PROMPT)"
 
 serve: install
