@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # the server (aiohttp, aiortc) loads only when serve runs: `a
     from voicecli.server.app import RunningServer
     from voicecli.server.responders import Responder
 
-RESPONDERS = ("echo", "scripted")
+RESPONDERS = ("echo", "scripted", "assistant")
 FAULTS = "Fault switches (for tests)"
 
 
@@ -37,6 +37,13 @@ def build_responder(name: str, script: Path | None) -> Callable[[], Responder]:
             )
         loaded = load_script(script)
         return lambda: ScriptedResponder(loaded)
+    if name == "assistant":
+        from voicecli.server.assistant import require_extra
+
+        require_extra()  # MissingExtraError names `pip install 'voicecli[local]'`
+        from voicecli.server.assistant.responder import assistant_factory
+
+        return assistant_factory()
     raise UsageError(f"unknown responder '{name}'", hint=f"choose one of: {', '.join(RESPONDERS)}")
 
 
@@ -48,7 +55,9 @@ def serve(
         list[str] | None, typer.Option("--api-key", help="An accepted standard key (repeatable).")
     ] = None,
     open_keys: Annotated[bool, typer.Option("--open", help="Accept any key.")] = False,
-    responder: Annotated[str, typer.Option(help="What answers: echo or scripted.")] = "echo",
+    responder: Annotated[
+        str, typer.Option(help="What answers: echo, scripted or assistant.")
+    ] = "echo",
     script: Annotated[Path | None, typer.Option(help="Script for --responder scripted.")] = None,
     speed: Annotated[float, typer.Option(help="Generation speed × real time.")] = 4.0,
     strict_tool_output: Annotated[bool, typer.Option(rich_help_panel=FAULTS)] = False,
@@ -60,6 +69,9 @@ def serve(
     fail_calls_count: Annotated[int, typer.Option(rich_help_panel=FAULTS)] = 0,
     answer_delay_ms: Annotated[int, typer.Option(rich_help_panel=FAULTS)] = 0,
     rtp_loss: Annotated[float, typer.Option(rich_help_panel=FAULTS, help="Percent.")] = 0.0,
+    unreachable_ice: Annotated[
+        bool, typer.Option(rich_help_panel=FAULTS, help="WebRTC never connects (UDP blocked).")
+    ] = False,
 ) -> None:
     """Run a local realtime endpoint (WebRTC), offline. Prints its base URL first.
 
@@ -84,6 +96,7 @@ def serve(
             fail_calls_count=fail_calls_count,
             answer_delay_ms=answer_delay_ms,
             rtp_loss_percent=rtp_loss,
+            unreachable_ice=unreachable_ice,
         )
         config = ServerConfig(
             responder=build_responder(responder, script),
