@@ -3,6 +3,12 @@
 One code path for the real service and the local server: only the base URL and credentials
 differ. With no key and no base URL configured, the local server starts in-process (the
 embedded default a new user meets) and says so on stderr.
+
+Connecting (:func:`connect`): ``network.transport`` picks WebRTC, the Realtime WebSocket, or
+``auto``: WebRTC, and the WebSocket when WebRTC stalls at ICE or DTLS (UDP blocked); an auth
+or service error would fail the same way over a WebSocket, so it does not fall back. A failed
+attempt is retried when it is worth it (realtime/failures.py), with backoff, within
+``network.retry_budget_s``.
 """
 
 from __future__ import annotations
@@ -10,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,21 +32,32 @@ from aiortc.mediastreams import MediaStreamTrack
 from voicecli.audio.dsp import rms_dbfs, silence
 from voicecli.audio.formats import RATE_HZ, Pcm
 from voicecli.audio.wav import read_wav_48k, write_wav
-from voicecli.auth.credentials import api_client, api_endpoint, credential_source, request_headers
+from voicecli.auth.credentials import (
+    CredentialSource,
+    api_client,
+    api_endpoint,
+    credential_source,
+    request_headers,
+)
 from voicecli.auth.keys import KeyStore, resolve_key
 from voicecli.config import Settings
 from voicecli.errors import AuthError, InvalidEventError, NetworkError, OperationTimeout
+from voicecli.realtime.failures import Backoff, Retry, retrying
 from voicecli.realtime.pricing import PriceTable, UsageTotals
 from voicecli.realtime.schema import check_client_event
 from voicecli.realtime.session import Session
 from voicecli.realtime.session_events import AudioState, SessionEvent
 from voicecli.realtime.tools import ToolRegistry, ToolResult, registry_from_settings
 from voicecli.realtime.transport import RemoteAudio
-from voicecli.rtc.connection import RtcOptions, RtcTransport
+from voicecli.rtc.connection import RtcOptions, RtcTransport, Stage
 from voicecli.rtc.signaling import Signaler
 from voicecli.rtc.tracks import PacedAudioTrack, PcmQueue
+from voicecli.transports.websocket import WebSocketTransport, open_websocket_transport
+
+log = logging.getLogger(__name__)
 
 EMBEDDED_KEY = "sk-local-embedded"
+ICE_FALLBACK_S = 3.0  # auto: ICE + DTLS get this long (at most half the connect timeout)
 COMMIT_TAIL_MS = 100
 PLAYOUT_TAIL_S = 0.1  # the last RTP frames trail output_audio_buffer.stopped
 AUDIBLE_DBFS = -50.0
@@ -68,6 +86,7 @@ class AskResult:
     # process can measure from its own spawn time.
     monotonic: dict[str, float | None] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    transport: str = "webrtc"  # webrtc | websocket
 
 
 # Endpoint and credentials.
@@ -97,10 +116,23 @@ async def endpoint(settings: Settings, store: KeyStore) -> AsyncIterator[tuple[S
 
 @contextlib.asynccontextmanager
 async def embedded_server() -> AsyncIterator[str]:
+    from os import environ
+
     from voicecli.server.app import running_server
+    from voicecli.server.assistant import missing_packages
     from voicecli.server.echo import EchoResponder
     from voicecli.server.http import ServerConfig
 
+    # The offline speech assistant when the `local` extra is installed, else echo (no crash).
+    # VOICECLI_EMBEDDED_RESPONDER=echo pins echo: for tests that assert echo's replies.
+    wanted = environ.get("VOICECLI_EMBEDDED_RESPONDER", "assistant")
+    if wanted == "assistant" and not missing_packages():
+        from voicecli.server.assistant.responder import assistant_factory
+
+        responder = assistant_factory()
+        async with running_server(ServerConfig(responder=responder)) as server:
+            yield server.base_url
+        return
     async with running_server(ServerConfig(responder=EchoResponder)) as server:
         yield server.base_url
 
@@ -159,7 +191,7 @@ def _turns(settings: Settings) -> dict[str, Any] | None:
     }
 
 
-def rtc_options(settings: Settings) -> RtcOptions:
+def rtc_options(settings: Settings, *, ice_timeout_s: float | None = None) -> RtcOptions:
     servers = tuple(
         RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
         for s in settings.network.ice_servers
@@ -169,7 +201,126 @@ def rtc_options(settings: Settings) -> RtcOptions:
         loopback=_is_loopback(settings.api.base_url),
         connect_timeout_s=settings.network.connect_timeout_s,
         liveness_timeout_s=settings.network.liveness_timeout_s,
+        ice_timeout_s=ice_timeout_s,
     )
+
+
+# Connecting: one attempt (dial), with fallback; attempts with retries (connect).
+
+AnyTransport = RtcTransport | WebSocketTransport
+
+
+class RtcBlocked(NetworkError):
+    """WebRTC stalled at ICE or DTLS: the media path is blocked (UDP), the rest may work."""
+
+
+@dataclass(frozen=True)
+class Dial:
+    """What to connect to, with which session; ``source`` is kept across attempts (a cached
+    ephemeral key is reused until it expires or is refused)."""
+
+    settings: Settings
+    key: str
+    session: dict[str, Any]
+    source: CredentialSource
+    notify: Callable[[str], None] = lambda _: None  # one line for the user (the fallback)
+
+    @classmethod
+    def of(cls, settings: Settings, key: str, session: dict[str, Any]) -> Dial:
+        return cls(settings, key, session, credential_source(settings, key))
+
+    @property
+    def renewable_key(self) -> bool:
+        return self.settings.auth.mode != "direct"
+
+
+@dataclass(frozen=True)
+class Media:
+    """The audio ends of a transport. ``mic`` makes a fresh track for each attempt: aiortc's
+    sender stops its track when a connection that carried audio closes."""
+
+    mic: Callable[[], MediaStreamTrack]
+    on_audio: RemoteAudio | None = None
+    on_rtp_sent: Callable[[], None] | None = None
+
+
+async def dial(target: Dial, media: Media, mode: str | None = None) -> AnyTransport:
+    """One connection attempt over ``mode`` (default: ``network.transport``)."""
+    mode = mode or target.settings.network.transport
+    if mode == "websocket":
+        return await _open_ws(target, media)
+    limit = None if mode == "webrtc" else _ice_limit(target.settings)
+    try:
+        return await _open_rtc(target, media, limit)
+    except RtcBlocked as exc:
+        if mode == "webrtc":
+            raise
+        target.notify(f"WebRTC could not connect ({exc.message}); trying the WebSocket")
+        return await _open_ws(target, media)
+
+
+async def connect(
+    target: Dial,
+    media: Media,
+    on_retry: Callable[[Retry], None] = lambda _: None,
+    mode: str | None = None,
+    budget_s: float | None = None,
+) -> AnyTransport:
+    """:func:`dial` until it works, a failure is fatal, or the retry budget is spent
+    (``budget_s``, else ``network.retry_budget_s``)."""
+    budget = target.settings.network.retry_budget_s if budget_s is None else budget_s
+    backoff = Backoff(budget_s=budget)
+    return await retrying(
+        lambda: dial(target, media, mode),
+        backoff,
+        renewable_key=target.renewable_key,
+        on_retry=on_retry,
+    )
+
+
+def _ice_limit(settings: Settings) -> float:
+    return min(ICE_FALLBACK_S, settings.network.connect_timeout_s / 2)
+
+
+async def _open_ws(target: Dial, media: Media) -> WebSocketTransport:
+    try:
+        return await open_websocket_transport(
+            target.settings, target.key, target.session, media.mic(), media.on_audio
+        )
+    except AuthError:
+        target.source.invalidate()  # the next attempt gets a fresh ephemeral key
+        raise
+
+
+async def _open_rtc(target: Dial, media: Media, ice_timeout_s: float | None) -> RtcTransport:
+    """Credentials → signaling → a connected WebRTC transport (its session already created)."""
+    settings, session = target.settings, target.session
+    credentials = await target.source.get(session)
+    endpoint = api_endpoint(settings)
+    ephemeral = credentials.kind != "standard"
+    signaler = Signaler(
+        api_client(endpoint, credentials.value),
+        timeout_s=endpoint.timeout_s,
+        extra_headers=None if ephemeral else request_headers(endpoint),
+    )
+    options = rtc_options(settings, ice_timeout_s=ice_timeout_s)
+    transport = RtcTransport(signaler, options, media.mic(), media.on_audio, media.on_rtp_sent)
+    try:
+        await transport.connect(None if ephemeral else session)
+    except AuthError:
+        target.source.invalidate()
+        await transport.close()
+        raise
+    except NetworkError as exc:
+        stage = transport.stage
+        await transport.close()
+        if stage in (Stage.ICE, Stage.DTLS):
+            raise RtcBlocked(exc.message, hint=exc.hint) from None
+        raise
+    except BaseException:
+        await transport.close()
+        raise
+    return transport
 
 
 async def open_transport(
@@ -180,27 +331,9 @@ async def open_transport(
     on_audio: RemoteAudio | None = None,
     on_rtp_sent: Callable[[], None] | None = None,
 ) -> RtcTransport:
-    """Credentials → signaling → a connected WebRTC transport (its session already created)."""
-    source = credential_source(settings, key)
-    credentials = await source.get(session)
-    target = api_endpoint(settings)
-    ephemeral = credentials.kind != "standard"
-    signaler = Signaler(
-        api_client(target, credentials.value),
-        timeout_s=target.timeout_s,
-        extra_headers=None if ephemeral else request_headers(target),
-    )
-    transport = RtcTransport(signaler, rtc_options(settings), mic, on_audio, on_rtp_sent)
-    try:
-        await transport.connect(None if ephemeral else session)
-    except AuthError:
-        source.invalidate()
-        await transport.close()
-        raise
-    except BaseException:
-        await transport.close()
-        raise
-    return transport
+    """One WebRTC attempt, no retry or fallback: credentials → signaling → connected."""
+    target = Dial.of(settings, key, session)
+    return await _open_rtc(target, Media(lambda: mic, on_audio, on_rtp_sent), None)
 
 
 # ask
@@ -248,9 +381,11 @@ async def _ask(settings: Settings, key: str, request: AskRequest, started: float
     tools = registry_from_settings(settings)
     session_cfg = session_config(settings, tools, manual_turns=True, text_only=request.text_only)
     mic, recorder = PcmQueue(), ReplyRecorder()
-    transport = await open_transport(
-        settings, key, session_cfg, PacedAudioTrack(mic.pull), recorder.on_audio
-    )
+    target = replace(Dial.of(settings, key, session_cfg), notify=_say)
+    media = Media(lambda: PacedAudioTrack(mic.pull), recorder.on_audio)
+    transport = await connect(target, media, on_retry=_say_retry, budget_s=_ask_budget(settings))
+    # Over a WebSocket the reply's audio comes before the client knows speech started.
+    recorder.recording = transport.kind == "websocket"
     connected = time.monotonic()
     usage = UsageTotals.for_session(
         PriceTable.load(settings.pricing),
@@ -276,6 +411,20 @@ async def _ask(settings: Settings, key: str, request: AskRequest, started: float
     return _result(settings, session, transport, started, connected, recorder)
 
 
+def _ask_budget(settings: Settings) -> float:
+    """ask fails fast (a script sees the exit code at once) unless retries are configured."""
+    explicit = settings.source("network.retry_budget_s") != "default"
+    return settings.network.retry_budget_s if explicit else 0.0
+
+
+def _say(line: str) -> None:
+    print(f"voicecli: {line}", file=sys.stderr)
+
+
+def _say_retry(retry: Retry) -> None:
+    _say(f"{retry.cause}; trying again in {retry.delay_s:.1f} s (attempt {retry.attempt + 1})")
+
+
 async def _prompt(session: Session, mic: PcmQueue, request: AskRequest) -> None:
     if request.wav is not None:
         mic.push(read_wav_48k(request.wav))
@@ -291,7 +440,7 @@ async def _prompt(session: Session, mic: PcmQueue, request: AskRequest) -> None:
 def _result(
     settings: Settings,
     session: Session,
-    transport: RtcTransport,
+    transport: AnyTransport,
     started: float,
     connected: float,
     recorder: ReplyRecorder,
@@ -313,4 +462,5 @@ def _result(
         },
         monotonic={"started": started, "connected": connected, "first_audio": first, "done": done},
         errors=[f"{e.code}: {e.message}" for e in session.errors],
+        transport=transport.kind,
     )

@@ -112,6 +112,9 @@ class NetworkSettings(_Model):
     ice_servers: list[IceServer] = Field(default_factory=list)
     connect_timeout_s: float = Field(default=10.0, gt=0)
     liveness_timeout_s: float = Field(default=5.0, gt=0)
+    transport: Literal["auto", "webrtc", "websocket"] = "auto"
+    retry_budget_s: float = Field(default=60.0, ge=0)
+    rollover_after_s: float = Field(default=3300.0, gt=0)
 
 
 def _empty_object_schema() -> dict[str, JsonValue]:

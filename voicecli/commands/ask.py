@@ -8,7 +8,7 @@ import os
 import sys
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -19,6 +19,8 @@ from voicecli.errors import UsageError
 
 if TYPE_CHECKING:  # the client (openai, aiortc) loads only when ask runs: other commands start fast
     from voicecli.app import AskResult
+
+TransportMode = Literal["auto", "webrtc", "websocket"]
 
 
 def ask(
@@ -34,6 +36,10 @@ def ask(
     model: Annotated[str | None, typer.Option(help="Realtime model.")] = None,
     voice: Annotated[str | None, typer.Option(help="Voice, e.g. marin or cedar.")] = None,
     instructions: Annotated[str | None, typer.Option(help="System instructions.")] = None,
+    transport: Annotated[
+        TransportMode | None,
+        typer.Option(help="webrtc, websocket, or auto (WebSocket when WebRTC cannot connect)."),
+    ] = None,
     api_key: Annotated[str | None, typer.Option("--api-key", help="API key (prefer env).")] = None,
 ) -> None:
     """Ask one question and print the answer.
@@ -56,6 +62,7 @@ def ask(
             "session.model": model,
             "session.voice": voice,
             "session.instructions": instructions,
+            "network.transport": transport,
         }
         settings = load_settings(options(ctx).config_path, os.environ, flags)
         result = asyncio.run(run_ask(settings, request, SystemKeyring()))
@@ -110,6 +117,7 @@ def to_json(result: AskResult) -> dict[str, Any]:
         },
         "cost_usd": _money(result.usage.total_cost),
         "call_id": result.call_id,
+        "transport": result.transport,
         "model": result.model,
         "endpoint": result.endpoint,
         "timings": {k: None if v is None else round(v, 3) for k, v in result.timings.items()},

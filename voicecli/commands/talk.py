@@ -24,6 +24,7 @@ AUDIO = "Audio"
 Vad = Literal["server", "semantic", "off"]
 Eagerness = Literal["low", "medium", "high", "auto"]
 Duplex = Literal["full", "half"]
+TransportMode = Literal["auto", "webrtc", "websocket"]
 
 
 def talk(
@@ -66,6 +67,10 @@ def talk(
     model: Annotated[str | None, typer.Option(help="Realtime model.")] = None,
     voice: Annotated[str | None, typer.Option(help="Voice, e.g. marin or cedar.")] = None,
     instructions: Annotated[str | None, typer.Option(help="System instructions.")] = None,
+    transport: Annotated[
+        TransportMode | None,
+        typer.Option(help="webrtc, websocket, or auto (WebSocket when WebRTC cannot connect)."),
+    ] = None,
     api_key: Annotated[str | None, typer.Option("--api-key", help="API key (prefer env).")] = None,
 ) -> None:
     """Talk with the assistant. Keys: space push-to-talk (--vad off), m mute, Esc interrupt, q quit.
@@ -88,6 +93,7 @@ def talk(
             "turns.silence_ms": silence_ms,
             "turns.threshold": threshold,
             "ui.plain": plain or None,
+            "network.transport": transport,
         }
         settings = load_settings(options(ctx).config_path, os.environ, flags)
         request = TalkRequest(

@@ -7,6 +7,14 @@ the response lifecycle right (realtime-protocol.md §5):
   type/call_id/output) and the follow-up ``response.create`` is sent only after the
   ``response.done`` of the response that made the call;
 - the end of assistant speech is ``output_audio_buffer.stopped`` (RTP never stops).
+
+Over a WebSocket (a transport whose ``service_tracks_playback`` is False) the service sends no
+``output_audio_buffer.*`` events and cannot know what was played, so the client decides:
+speech starts at a response's first ``response.output_audio.delta`` and ends when the local
+playout has drained after ``response.output_audio.done`` (:meth:`Session.playout_drained`), or at
+``output_audio.done`` itself when nothing plays locally (``ask``). Barge-in and interrupts cut
+the local playout through the :class:`LocalPlayout` hook, which truncates the item at what was
+heard; ``output_audio_buffer.clear`` is never sent there.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from voicecli.realtime import events as ev
 from voicecli.realtime.events import ServerEvent, UnknownServerEvent, event_type
@@ -30,6 +38,7 @@ from voicecli.realtime.session_events import (
     SpeechMark,
     ToolCallFinished,
     ToolCallStarted,
+    TurnCommitted,
     UserText,
 )
 from voicecli.realtime.tools import ToolRegistry, ToolResult
@@ -51,7 +60,16 @@ class _Response:
     id: str
     calls: list[asyncio.Task[ToolResult]] = field(default_factory=list)
     audio: bool = False  # output audio started and has not stopped yet
+    audio_done: bool = False  # WebSocket: all of its audio arrived; it stops once played out
     done: bool = False
+
+
+class LocalPlayout(Protocol):
+    """The client's own playout, when the service cannot see it (WebSocket)."""
+
+    def cut(self) -> None:
+        """Stop playing at once and tell the service how much of the reply was heard."""
+        ...
 
 
 class Session:
@@ -63,11 +81,14 @@ class Session:
         tools: ToolRegistry,
         usage: UsageTotals,
         emit: Callable[[SessionEvent], None] = lambda _: None,
+        playout: LocalPlayout | None = None,
     ) -> None:
         self._transport = transport
         self._tools = tools
         self.usage = usage
         self._emit = emit
+        self._playout = playout
+        self._tracks_playback = bool(getattr(transport, "service_tracks_playback", True))
         self._responses: dict[str, _Response] = {}
         self._active: str | None = None
         self._create_in_flight = False
@@ -78,6 +99,7 @@ class Session:
         self.tool_results: list[ToolResult] = []
         self.errors: list[ServiceErrorEvent] = []
         self.ended: Disconnected | None = None
+        self.gone = asyncio.Event()  # set when the transport disconnects
         self._changed = asyncio.Event()
 
     async def run(self) -> None:
@@ -96,7 +118,10 @@ class Session:
 
     def say(self, text: str) -> None:
         """A user text turn, then a response."""
-        self.send(ev.user_text(text))
+        event = ev.user_text(text)
+        item_id = event["item"]["id"] = ev.new_id("item")  # ours, so the turn has a place
+        self.send(event)
+        self._emit(UserText(item_id, text, final=True))
         self.request_response()
 
     def commit_audio(self) -> None:
@@ -119,7 +144,16 @@ class Session:
         """Stop the assistant now: cancel the response, clear the audio it already queued."""
         if self._active is not None:
             self.send(ev.response_cancel())
-        self.send(ev.output_audio_buffer_clear())
+        if self._tracks_playback:
+            self.send(ev.output_audio_buffer_clear())
+        else:
+            self._cut_playout()
+
+    def playout_drained(self) -> None:
+        """WebSocket: the local playout ran dry; replies whose audio is all here have ended."""
+        for state in self._responses.values():
+            if state.audio and state.audio_done:
+                self._stop_audio(state, "stopped")
 
     @property
     def responding(self) -> bool:
@@ -148,6 +182,7 @@ class Session:
     def _handle(self, event: TransportEvent) -> None:
         if isinstance(event, Disconnected):
             self.ended = event
+            self.gone.set()
         elif isinstance(event, LinkState | NetworkStats):
             self._emit(event)  # link facts go straight to the UI
         else:
@@ -219,6 +254,8 @@ class Session:
     def _speech(self, data: JsonObject) -> None:
         started = data["type"] == "input_audio_buffer.speech_started"
         position = data.get("audio_start_ms" if started else "audio_end_ms") or 0
+        if started and not self._tracks_playback:
+            self._cut_playout()  # the service cancels over a WebSocket, but cannot truncate
         self._emit(SpeechMark(data["item_id"], "started" if started else "stopped", position))
 
     def _user_transcript(self, data: JsonObject) -> None:
@@ -226,11 +263,47 @@ class Session:
         self._emit(UserText(data["item_id"], data["transcript"], final=True))
         self.usage.add_transcription(data.get("usage"))
 
+    def _committed(self, data: JsonObject) -> None:
+        self._emit(TurnCommitted(data["item_id"], data.get("previous_item_id")))
+
     def _audio(self, data: JsonObject) -> None:
         state = self._responses.setdefault(data["response_id"], _Response(data["response_id"]))
         started = data["type"] == "output_audio_buffer.started"
         state.audio = started
         self._emit(AudioState(data["response_id"], data["type"].rsplit(".", 1)[-1]))
+
+    # Speech over a WebSocket: the client's playout decides (module docstring).
+
+    def _audio_delta(self, data: JsonObject) -> None:
+        if self._tracks_playback:
+            return
+        state = self._responses.setdefault(data["response_id"], _Response(data["response_id"]))
+        if not state.audio:
+            state.audio, state.audio_done = True, False
+            self._emit(AudioState(state.id, "started"))
+
+    def _audio_done(self, data: JsonObject) -> None:
+        state = self._responses.get(data["response_id"])
+        if self._tracks_playback or state is None or not state.audio:
+            return
+        if self._playout is None:  # nothing plays locally: the speech is all here
+            self._stop_audio(state, "stopped")
+        else:
+            state.audio_done = True
+
+    def _stop_audio(self, state: _Response, how: str) -> None:
+        state.audio = state.audio_done = False
+        self._emit(AudioState(state.id, how))
+        self._changed.set()
+
+    def _cut_playout(self) -> None:
+        if not any(state.audio for state in self._responses.values()):
+            return
+        if self._playout is not None:
+            self._playout.cut()
+        for state in self._responses.values():
+            if state.audio:
+                self._stop_audio(state, "cleared")
 
     def _error(self, data: JsonObject) -> None:
         error = data["error"]
@@ -260,6 +333,9 @@ _HANDLERS: dict[str, Callable[[Session, JsonObject], None]] = {
     "conversation.item.input_audio_transcription.completed": Session._user_transcript,
     "input_audio_buffer.speech_started": Session._speech,
     "input_audio_buffer.speech_stopped": Session._speech,
+    "input_audio_buffer.committed": Session._committed,
+    "response.output_audio.delta": Session._audio_delta,
+    "response.output_audio.done": Session._audio_done,
     "output_audio_buffer.started": Session._audio,
     "output_audio_buffer.stopped": Session._audio,
     "output_audio_buffer.cleared": Session._audio,

@@ -26,6 +26,14 @@ class SpeechMark:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnCommitted:
+    """The user's audio since the last commit became a conversation item (its place in order)."""
+
+    item_id: str
+    previous_item_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class ResponseStarted:
     response_id: str
 
@@ -74,6 +82,7 @@ class ServiceErrorEvent:
 SessionEvent = (
     UserText
     | SpeechMark
+    | TurnCommitted
     | ResponseStarted
     | AssistantText
     | ToolCallStarted

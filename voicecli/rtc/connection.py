@@ -73,10 +73,16 @@ class RtcOptions:
     connect_timeout_s: float = 10.0
     liveness_timeout_s: float = 5.0
     stats_interval_s: float = 1.0
+    # ICE + DTLS get at most this long of connect_timeout_s (None: no limit of their own), so
+    # `--transport auto` can still fall back to a WebSocket within the connect timeout.
+    ice_timeout_s: float | None = None
 
 
 class RtcTransport:
     """A Transport over WebRTC: mic track out, remote audio to ``on_audio``, events both ways."""
+
+    kind = "webrtc"  # what the dashboard shows
+    service_tracks_playback = True  # output_audio_buffer.* events; the service truncates
 
     def __init__(
         self,
@@ -139,7 +145,8 @@ class RtcTransport:
         if self._on_rtp_sent is not None:  # the sender's transport exists once the answer is set
             tuning.watch_outgoing_rtp(self._sender.transport, self._on_rtp_sent)
         self._reach(Stage.ICE)
-        await self._milestones["connected"].wait()  # ICE, then DTLS (_on_ice_state, _on_state)
+        async with asyncio.timeout(self.options.ice_timeout_s):  # None: the overall limit only
+            await self._milestones["connected"].wait()  # ICE, then DTLS (_on_ice_state, _on_state)
         self._reach(Stage.DATA_CHANNEL)
         await self.channel.opened.wait()
         self._reach(Stage.SESSION)

@@ -35,6 +35,7 @@ class ServeFaults:
     max_session_s: float | None = None
     fail_calls: int | None = None
     fail_calls_count: int = 0
+    fail_calls_code: str | None = None  # the error code in the forced body (in-process tests)
     answer_delay_ms: int = 0
     rtp_loss_percent: float = 0.0
     seed: int | None = None

@@ -158,7 +158,8 @@ class Endpoints:
         status = self._failures.next_status()
         if status is None:
             return None
-        message, code, kind = _FORCED[status]
+        message, code, kind = _FORCED.get(status, _FORCED[500])
+        code = self.config.faults.fail_calls_code or code
         return error_response(status, message, code=code, kind=kind)
 
     def _session_for(self, key: str, part: JsonObject | None) -> JsonObject | web.Response:

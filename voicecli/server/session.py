@@ -251,6 +251,8 @@ class CallSession:
             return
         item.setdefault("id", new_id("item"))
         item.setdefault("status", "completed")
+        if item["type"] == "function_call":  # a client restoring history: its output may follow
+            self._calls[item["call_id"]] = item["name"]
         self._add_item(item, event.get("previous_item_id"))
         self._note_input(item)
 

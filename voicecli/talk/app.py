@@ -3,7 +3,8 @@
 The composition of one live call. Threads: PortAudio's input and output callbacks only copy
 (Capture hands 20 ms blocks to the loop; Playback pulls from the locked playout buffer);
 everything else runs on the event loop under one TaskGroup. The session knows nothing of
-audio devices or screens; the UI only reads events.
+audio devices or screens; the UI only reads events. The connection is the Link's (link.py):
+it reconnects after a drop and rolls over before the session cap while the devices stay open.
 """
 
 from __future__ import annotations
@@ -14,27 +15,36 @@ import json
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from voicecli.app import EMBEDDED_KEY, endpoint, open_transport, session_config
+from voicecli.app import EMBEDDED_KEY, AnyTransport, Dial, endpoint, session_config
 from voicecli.audio.devices import Capture, DeviceInfo, Playback, resolve_device
 from voicecli.audio.dsp import rms_dbfs
 from voicecli.audio.formats import Pcm
 from voicecli.audio.playout import SharedPlayout
 from voicecli.auth.keys import KeyStore
 from voicecli.config import Settings
-from voicecli.errors import AudioDeviceLost, NetworkError, VoiceCliError
+from voicecli.errors import AudioDeviceLost, VoiceCliError
 from voicecli.realtime.pricing import PriceTable, UsageTotals
-from voicecli.realtime.session import Session
 from voicecli.realtime.session_events import ResponseStarted, SessionEvent
 from voicecli.realtime.tools import registry_from_settings
-from voicecli.rtc.tracks import MicTrack
 from voicecli.talk.controller import Mode, TalkController
 from voicecli.talk.eventlog import EventLog
-from voicecli.talk.events import AudioMark, CallInfo, Ended, Levels, PlayoutFigures, TalkEvent
+from voicecli.talk.events import (
+    AudioMark,
+    CallInfo,
+    Ended,
+    Levels,
+    Notice,
+    PlayoutFigures,
+    Reconnecting,
+    TalkEvent,
+)
 from voicecli.talk.keys import key_reader
+from voicecli.talk.link import Link, LinkParts
+from voicecli.talk.mic import MicRouter
 from voicecli.talk.probes import PlayProbe, SendProbe, span
 from voicecli.talk.transcript import TranscriptFile
 
@@ -113,15 +123,16 @@ class TalkCall:
         self._key = key
         self.request = request
         self._devices = devices
-        self.mic = MicTrack()
+        self.mic = MicRouter()
         self.playout = SharedPlayout()
-        self.send_probe = SendProbe(lambda: self.mic.last_capture_s)
+        self.send_probe = SendProbe(lambda: self.mic.current_capture_s)
         self.play_probe = PlayProbe()
         self._levels = (_Meter(), _Meter())
         self._stop = asyncio.Event()
         self._failure: VoiceCliError | None = None
         self._ui: TalkUi | None = None
         self._controller: TalkController | None = None
+        self._link: Link | None = None
         self._transcript = TranscriptFile(request.transcript) if request.transcript else None
         self._event_log = EventLog(request.event_log) if request.event_log else None
 
@@ -146,40 +157,50 @@ class TalkCall:
         return summary
 
     async def _call(self) -> None:
+        link = self._link = Link(self._link_parts(), self.mic)
+        try:
+            await link.open()
+            mode = Mode(self.settings.turns.vad, self.settings.audio.duplex)
+            controller = TalkController(link, self.mic, self.playout, mode, self._on_local)
+            self._controller = controller
+            self._show(controller.controls())
+            await self._converse(link, controller)
+        finally:
+            await link.close()
+
+    def _link_parts(self) -> LinkParts:
         tools = registry_from_settings(self.settings)
         push_to_talk = self.settings.turns.vad == "off"
         config = session_config(self.settings, tools, manual_turns=push_to_talk, text_only=False)
-        transport = await open_transport(
-            self.settings, self._key, config, self.mic, self._on_remote, self.send_probe.on_rtp_sent
+        dial = replace(Dial.of(self.settings, self._key, config), notify=self._warn)
+        return LinkParts(
+            dial=dial,
+            tools=tools,
+            usage=self._usage(),
+            emit=self._on_link_event,
+            call_info=self._call_info,
+            on_audio=self._on_remote,
+            on_rtp_sent=self.send_probe.on_rtp_sent,
+            playout=self.playout,
+            quiet=self._quiet,
         )
-        try:
-            self._show(self._call_info(transport.call_id))
-            session = Session(transport, tools, self._usage(), self._on_session_event)
-            mode = Mode(self.settings.turns.vad, self.settings.audio.duplex)
-            controller = TalkController(session, self.mic, self.playout, mode, self._on_local)
-            self._controller = controller
-            self._show(controller.controls())
-            await self._converse(transport, session, controller)
-        finally:
-            await transport.close()
 
-    async def _converse(self, transport: Any, session: Session, controller: TalkController) -> None:
+    async def _converse(self, link: Link, controller: TalkController) -> None:
         loop = asyncio.get_running_loop()
         with key_reader(loop, controller.on_key), _signals(loop, lambda: self._end("user")):
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(transport.run())
-                tasks.create_task(self._session(session))
+                running = tasks.create_task(self._run_link(link))
                 ticker = tasks.create_task(self._ticker(controller))
                 limit = tasks.create_task(self._limit())
                 await self._stop.wait()
-                ticker.cancel()
-                limit.cancel()
-                await transport.close()
+                for task in (ticker, limit, running):
+                    task.cancel()
 
-    async def _session(self, session: Session) -> None:
-        await session.run()
-        if session.ended is not None and not self._stop.is_set():
-            self._fail(NetworkError(f"the call ended: {session.ended.cause}"))
+    async def _run_link(self, link: Link) -> None:
+        try:
+            await link.run()
+        except VoiceCliError as exc:  # fatal, or the retry budget ran out
+            self._fail(exc)
 
     async def _limit(self) -> None:
         if self.request.duration_s is not None:
@@ -193,6 +214,8 @@ class TalkCall:
             tick += 1
             stats = self.playout.stats
             controller.tick(stats.depth_ms)
+            if stats.depth_ms == 0 and self._link is not None:
+                self._link.playout_drained()  # WebSocket: the reply's speech has ended
             played = self.play_probe.match()
             if played is not None:
                 self._show(AudioMark("played", played))
@@ -229,14 +252,25 @@ class TalkCall:
     def _on_device_lost(self, cause: str) -> None:
         self._fail(AudioDeviceLost(cause))
 
-    def _on_session_event(self, event: SessionEvent) -> None:
+    def _on_link_event(self, event: TalkEvent) -> None:
+        """Session events of the current connection, and the link's own (CallInfo, gaps)."""
         if isinstance(event, ResponseStarted):
             self.play_probe.expect_response()
-        if self._transcript is not None:
-            self._transcript.on_event(event)
         if self._controller is not None:
+            if isinstance(event, Reconnecting):
+                self._controller.link_lost()
             self._controller.on_event(event)
+        if self._transcript is not None and isinstance(event, SessionEvent):
+            self._transcript.on_event(event)
         self._show(event)
+
+    def _warn(self, text: str) -> None:
+        self._show(Notice("warn", text))
+
+    def _quiet(self) -> bool:
+        """Nothing plays here and no push-to-talk turn is open (a rollover may happen now)."""
+        talking = self._controller is not None and self._controller.talking
+        return self.playout.stats.depth_ms == 0 and not talking
 
     def _on_local(self, event: TalkEvent) -> None:
         if isinstance(event, Ended):
@@ -263,6 +297,7 @@ class TalkCall:
             self._event_log.close()
         summary = self._ui.close(time.monotonic()) if self._ui is not None else {}
         summary["audio_path"] = self._audio_path()
+        summary["link"] = self._link_summary()
         if self.request.stats_json is not None:
             self.request.stats_json.write_text(json.dumps(summary, indent=2) + "\n")
         return summary
@@ -274,6 +309,16 @@ class TalkCall:
             "rtp_to_speaker_ms": {"p50": play.p50_ms, "p95": play.p95_ms, "n": play.count},
             "mic_blocks_dropped": self.mic.dropped,
             "playout_underruns": self.playout.stats.underruns,
+        }
+
+    def _link_summary(self) -> dict[str, Any]:
+        link = self._link
+        transport = None if link is None else link.transport
+        return {
+            "transport": None if transport is None else transport.kind,
+            "reconnect_gaps_s": [] if link is None else [round(g, 3) for g in link.reconnects],
+            "rollovers": 0 if link is None else link.rollovers,
+            "mic_blocks_dropped_in_gaps": self.mic.gap_blocks,
         }
 
     # Helpers.
@@ -292,13 +337,14 @@ class TalkCall:
             self.settings.session.transcription_model or None,
         )
 
-    def _call_info(self, call_id: str | None) -> CallInfo:
+    def _call_info(self, transport: AnyTransport) -> CallInfo:
+        call_id = transport.call_id or getattr(transport, "session_id", None)
         return CallInfo(
             endpoint=self.settings.api.base_url,
             model=self.settings.session.model,
             voice=self.settings.session.voice,
             call_id=call_id,
-            transport="webrtc",
+            transport=transport.kind,
             embedded=self._key == EMBEDDED_KEY,
         )
 

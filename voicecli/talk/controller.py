@@ -152,6 +152,13 @@ class TalkController:
         if was != self.speaking:
             self._changed()
 
+    def link_lost(self) -> None:
+        """The connection dropped: the reply that was speaking is over (a new one will start)."""
+        if self.speaking:
+            self.speaking = False
+            self._quiet_since = self._clock()
+            self._changed()
+
     def tick(self, playout_depth_ms: float) -> None:
         """Release the half-duplex gate once playout has drained and the echo tail is over."""
         now = self._clock()
