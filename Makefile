@@ -37,8 +37,17 @@ lint: install
 	$(BIN)/ruff format --check voicecli tests bench
 	$(BIN)/mypy voicecli
 
+# The quick set (about 2 minutes); bench-long needs PulseAudio and takes about 20 minutes.
 bench: install
 	$(BIN)/python bench/serve_connect.py
+	$(BIN)/python bench/playout.py
+	$(BIN)/python bench/dashboard.py
+
+bench-long: install
+	$(BIN)/python bench/ask.py --runs 20
+	$(BIN)/python bench/assistant.py
+	$(BIN)/python bench/reconnect.py
+	$(BIN)/python bench/talk_latency.py --seconds 60 --minutes 10
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

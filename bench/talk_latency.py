@@ -112,7 +112,9 @@ def one_run(pulse: PulseAudio, base_url: str, seconds: float, dashboard: bool) -
         try:
             if cpu_start is None:
                 cpu_start = (time.monotonic(), cpu_s(talk.pid))  # after start-up and connect
-            rss.append((time.monotonic() - started, status_kb(talk.pid, "VmRSS")))
+            resident = status_kb(talk.pid, "VmRSS")  # 0 once it is a zombie
+            if resident:
+                rss.append((time.monotonic() - started, resident))
             cpu_end = (time.monotonic(), cpu_s(talk.pid))
             peak = max(peak, status_kb(talk.pid, "VmHWM"))  # 0 once it is a zombie
         except (FileNotFoundError, ProcessLookupError):
@@ -167,27 +169,32 @@ def report_flatness(run: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=1, help="0: only the long run")
     parser.add_argument("--minutes", type=float, default=0.0, help="also a long plain run")
     args = parser.parse_args()
     with PulseAudio() as pulse:
         server, base_url = start_server({**os.environ, **pulse.env})
         try:
-            plain = [one_run(pulse, base_url, args.seconds, False) for _ in range(args.repeats)]
-            live = [one_run(pulse, base_url, args.seconds, True) for _ in range(args.repeats)]
-            print(f"\n`voicecli talk`, {args.seconds:g} s full duplex, medians of {args.repeats}")
-            print(
-                "| config | capture→RTP p50/p95 ms | RTP→speaker p50/p95 ms | mouth-to-ear p95 ms "
-                "| CPU % of a core | CPU ratio | peak RSS MB | underruns |"
-            )
-            print("|---|---|---|---|---|---|---|---|")
-            base = row("--plain", plain, None)
-            row("dashboard", live, base)
+            if args.repeats:
+                table(pulse, base_url, args)
             if args.minutes:
                 report_flatness(one_run(pulse, base_url, args.minutes * 60, False))
         finally:
             server.terminate()
             server.wait()
+
+
+def table(pulse: PulseAudio, base_url: str, args: argparse.Namespace) -> None:
+    plain = [one_run(pulse, base_url, args.seconds, False) for _ in range(args.repeats)]
+    live = [one_run(pulse, base_url, args.seconds, True) for _ in range(args.repeats)]
+    print(f"\n`voicecli talk`, {args.seconds:g} s full duplex, medians of {args.repeats}")
+    print(
+        "| config | capture→RTP p50/p95 ms | RTP→speaker p50/p95 ms | mouth-to-ear p95 ms "
+        "| CPU % of a core | CPU ratio | peak RSS MB | underruns |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    base = row("--plain", plain, None)
+    row("dashboard", live, base)
 
 
 if __name__ == "__main__":

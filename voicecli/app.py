@@ -104,7 +104,7 @@ async def endpoint(settings: Settings, store: KeyStore) -> AsyncIterator[tuple[S
             yield settings, EMBEDDED_KEY  # a local `voicecli serve` accepts any key by default
             return
         raise AuthError("no API key for " + urlsplit(settings.api.base_url).netloc)
-    async with embedded_server() as base_url:
+    async with embedded_server(settings.serve.embedded) as base_url:
         print(
             "voicecli: no API key found, using the embedded local server; add a key with "
             "`voicecli auth login` or OPENAI_API_KEY",
@@ -115,17 +115,13 @@ async def endpoint(settings: Settings, store: KeyStore) -> AsyncIterator[tuple[S
 
 
 @contextlib.asynccontextmanager
-async def embedded_server() -> AsyncIterator[str]:
-    from os import environ
-
+async def embedded_server(wanted: str = "assistant") -> AsyncIterator[str]:
     from voicecli.server.app import running_server
     from voicecli.server.assistant import missing_packages
     from voicecli.server.echo import EchoResponder
     from voicecli.server.http import ServerConfig
 
     # The offline speech assistant when the `local` extra is installed, else echo (no crash).
-    # VOICECLI_EMBEDDED_RESPONDER=echo pins echo: for tests that assert echo's replies.
-    wanted = environ.get("VOICECLI_EMBEDDED_RESPONDER", "assistant")
     if wanted == "assistant" and not missing_packages():
         from voicecli.server.assistant.responder import assistant_factory
 

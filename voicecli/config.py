@@ -155,6 +155,7 @@ class ServeSettings(_Model):
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535)
     responder: str = "echo"
+    embedded: Literal["assistant", "echo"] = "assistant"
 
 
 class UiSettings(_Model):

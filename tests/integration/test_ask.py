@@ -742,7 +742,7 @@ def test_cli_json_output_never_shows_the_key(
 def test_cli_without_any_key_uses_the_embedded_server(tmp_path: Path) -> None:
     # Echo pinned: its reply proves the embedded server answered (the assistant, the default
     # with the `local` extra, has its own tests in test_assistant.py).
-    env = cli_env(tmp_path, VOICECLI_EMBEDDED_RESPONDER="echo")
+    env = cli_env(tmp_path, VOICECLI_SERVE_EMBEDDED="echo")
     done = voicecli("ask", "hello there", env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "hello there\n"

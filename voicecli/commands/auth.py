@@ -31,6 +31,7 @@ def _base_url(settings: Settings) -> str:
 
     return api_endpoint(settings).base_url
 
+
 NO_KEY = "no key: voicecli will use the embedded local server"
 
 auth_app = typer.Typer(
