@@ -25,6 +25,10 @@ import numpy as np
 
 from voicecli.audio.devices import Capture, resolve_device
 from voicecli.audio.formats import RATE_HZ, Pcm
+from voicecli.server.app import RunningServer, running_server
+from voicecli.server.echo import EchoResponder
+from voicecli.server.http import ServerConfig
+from voicecli.server.script import ScriptedResponder, load_script
 from voicecli.testing.pulse import MIC, SPEAKER, PulseAudio
 
 KEY = "sk-talk-test-0000000000000000"
@@ -140,3 +144,39 @@ async def play(pulse: PulseAudio, wav: Path) -> None:
 
 def kind(event: dict[str, Any], name: str, **fields: Any) -> bool:
     return event["event"] == name and all(event.get(k) == v for k, v in fields.items())
+
+
+@contextlib.asynccontextmanager
+async def server(responder: object = EchoResponder) -> AsyncIterator[RunningServer]:
+    """`voicecli serve` in this process (echo by default)."""
+    async with running_server(ServerConfig(responder=responder)) as running:  # type: ignore[arg-type]
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def talking(
+    pulse: PulseAudio, base_url: str, tmp_path: Path, *args: str
+) -> AsyncIterator[Talk]:
+    """A connected `voicecli talk`; killed on the way out if the test did not end it."""
+    talk = Talk(pulse, base_url, tmp_path, *args)
+    try:
+        await talk.connected()
+        yield talk
+    finally:
+        talk.kill()
+
+
+LONG_ANSWER = """
+[[step]]
+on = "speech"
+[[step.reply]]
+say = "{text}"
+""".format(text="This is a long scripted answer that keeps going for a good while. " * 3)
+
+
+def long_answer(tmp_path: Path) -> object:
+    """A scripted responder whose answer to speech lasts about 12 s (barge-in material)."""
+    path = tmp_path / "long.toml"
+    path.write_text(LONG_ANSWER)
+    script = load_script(path)
+    return lambda: ScriptedResponder(script)

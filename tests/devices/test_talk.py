@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from voicecli.audio.dsp import envelope_correlation
 from voicecli.audio.wav import read_wav_48k
-from voicecli.server.app import RunningServer, running_server
 from voicecli.server.echo import EchoResponder
-from voicecli.server.http import ServerConfig
-from voicecli.server.script import ScriptedResponder, load_script
 from voicecli.testing.pulse import PulseAudio
 
-from .talk_kit import Talk, kind, play, speaker_recording
+from .talk_kit import Talk, kind, long_answer, play, server, speaker_recording, talking
 
 pytestmark = pytest.mark.device
 
@@ -30,38 +25,6 @@ pytestmark = pytest.mark.device
 ECHO_MIN_ENVELOPE_R = 0.7
 BARGE_IN_MAX_S = 0.100
 AUDIBLE_DBFS = -45.0
-
-LONG_ANSWER = """
-[[step]]
-on = "speech"
-[[step.reply]]
-say = "{text}"
-""".format(text="This is a long scripted answer that keeps going for a good while. " * 3)
-
-
-@contextlib.asynccontextmanager
-async def server(responder: object) -> AsyncIterator[RunningServer]:
-    async with running_server(ServerConfig(responder=responder)) as running:  # type: ignore[arg-type]
-        yield running
-
-
-@contextlib.asynccontextmanager
-async def talking(
-    pulse: PulseAudio, base_url: str, tmp_path: Path, *args: str
-) -> AsyncIterator[Talk]:
-    talk = Talk(pulse, base_url, tmp_path, *args)
-    try:
-        await talk.connected()
-        yield talk
-    finally:
-        talk.kill()
-
-
-def long_answer(tmp_path: Path) -> object:
-    path = tmp_path / "long.toml"
-    path.write_text(LONG_ANSWER)
-    script = load_script(path)
-    return lambda: ScriptedResponder(script)
 
 
 async def test_speech_goes_round_and_comes_back_out_of_the_speaker(

@@ -9,47 +9,24 @@ the devices (speech, barge-in with truncation), and a killed talk leaving its tr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import signal
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from voicecli.server.app import RunningServer, running_server
-from voicecli.server.echo import EchoResponder
-from voicecli.server.http import ServerConfig
+from voicecli.server.app import RunningServer
 from voicecli.server.peer import Call
 from voicecli.server.ws import SocketCall
 from voicecli.testing.pulse import PulseAudio
 
-from .talk_kit import Talk, kind, play
-from .test_talk import long_answer
+from .talk_kit import Talk, kind, long_answer, play, server, talking
 
 pytestmark = pytest.mark.device
 
 RECONNECT_MAX_S = 3.0
-
-
-@contextlib.asynccontextmanager
-async def server(responder: object = EchoResponder) -> AsyncIterator[RunningServer]:
-    async with running_server(ServerConfig(responder=responder)) as running:  # type: ignore[arg-type]
-        yield running
-
-
-@contextlib.asynccontextmanager
-async def talking(
-    pulse: PulseAudio, base_url: str, tmp_path: Path, *args: str
-) -> AsyncIterator[Talk]:
-    talk = Talk(pulse, base_url, tmp_path, *args)
-    try:
-        await talk.connected()
-        yield talk
-    finally:
-        talk.kill()
 
 
 def the_call(running: RunningServer) -> Call | SocketCall:
@@ -91,7 +68,15 @@ async def test_a_dropped_call_reconnects_replays_the_conversation_and_goes_on(
     assert [r for r, _ in roles] == ["user", "assistant"]
     assert all(text.startswith("[speech") for _, text in roles)  # the echo's transcripts
     lines = talk.transcript_path.read_text().splitlines()
-    assert [line.split(":")[0] for line in lines] == ["you", "assistant", "you", "assistant"]
+    assert [line.split(":")[0] for line in lines] == [
+        "you",
+        "assistant",
+        "--",  # connection lost: the cause
+        "--",  # reconnected after …
+        "you",
+        "assistant",
+    ]
+    assert lines[3].startswith("--: reconnected after")
     stats = json.loads(talk.stats_path.read_text())
     assert len(stats["link"]["reconnect_gaps_s"]) == 1
     assert "reconnected over webrtc" in out  # the plain transcript marks the gap

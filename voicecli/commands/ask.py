@@ -8,19 +8,25 @@ import os
 import sys
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from voicecli.auth.keys import SystemKeyring
 from voicecli.commands.base import boundary, options
+from voicecli.commands.options import (
+    ApiKey,
+    Instructions,
+    Model,
+    Transport,
+    Voice,
+    session_flags,
+)
 from voicecli.config import load_settings
 from voicecli.errors import UsageError
 
 if TYPE_CHECKING:  # the client (openai, aiortc) loads only when ask runs: other commands start fast
     from voicecli.app import AskResult
-
-TransportMode = Literal["auto", "webrtc", "websocket"]
 
 
 def ask(
@@ -33,14 +39,11 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     text_only: Annotated[bool, typer.Option(help="Ask for a text answer, no audio.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds for the whole answer.")] = 60.0,
-    model: Annotated[str | None, typer.Option(help="Realtime model.")] = None,
-    voice: Annotated[str | None, typer.Option(help="Voice, e.g. marin or cedar.")] = None,
-    instructions: Annotated[str | None, typer.Option(help="System instructions.")] = None,
-    transport: Annotated[
-        TransportMode | None,
-        typer.Option(help="webrtc, websocket, or auto (WebSocket when WebRTC cannot connect)."),
-    ] = None,
-    api_key: Annotated[str | None, typer.Option("--api-key", help="API key (prefer env).")] = None,
+    model: Model = None,
+    voice: Voice = None,
+    instructions: Instructions = None,
+    transport: Transport = None,
+    api_key: ApiKey = None,
 ) -> None:
     """Ask one question and print the answer.
 
@@ -58,10 +61,7 @@ def ask(
             timeout_s=timeout,
         )
         flags = {
-            "api.api_key": api_key,
-            "session.model": model,
-            "session.voice": voice,
-            "session.instructions": instructions,
+            **session_flags(api_key, model, voice, instructions),
             "network.transport": transport,
         }
         settings = load_settings(options(ctx).config_path, os.environ, flags)

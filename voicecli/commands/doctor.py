@@ -14,6 +14,7 @@ from rich.console import Console
 
 from voicecli.auth.keys import SystemKeyring, resolve_key
 from voicecli.commands.base import boundary, options
+from voicecli.commands.options import InputDevice, OutputDevice
 from voicecli.config import SETTING_KEYS, Settings, config_file_path, load_settings
 from voicecli.doctor.environment import ConfigState
 from voicecli.errors import ConfigError
@@ -36,14 +37,8 @@ def doctor(
             "--echo-test", help="Play a chirp and measure its echo.", rich_help_panel=AUDIO
         ),
     ] = False,
-    input_device: Annotated[
-        str | None,
-        typer.Option(help="Microphone: index or part of its name.", rich_help_panel=AUDIO),
-    ] = None,
-    output_device: Annotated[
-        str | None,
-        typer.Option(help="Speaker: index or part of its name.", rich_help_panel=AUDIO),
-    ] = None,
+    input_device: InputDevice = None,
+    output_device: OutputDevice = None,
     call: Annotated[
         bool,
         typer.Option("--call", help="Make a real call, timing each stage.", rich_help_panel=ONLINE),

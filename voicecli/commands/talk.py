@@ -13,30 +13,33 @@ import typer
 
 from voicecli.auth.keys import SystemKeyring
 from voicecli.commands.base import boundary, error_line, options
+from voicecli.commands.options import (
+    AUDIO,
+    ApiKey,
+    InputDevice,
+    Instructions,
+    Model,
+    OutputDevice,
+    Transport,
+    Voice,
+    session_flags,
+)
 from voicecli.config import Settings, load_settings
 
 if TYPE_CHECKING:  # talk's modules (aiortc, Rich Live, PortAudio) load only when talk runs
     from voicecli.talk.app import TalkUi
 
 TURNS = "Turn-taking"
-AUDIO = "Audio"
 
 Vad = Literal["server", "semantic", "off"]
 Eagerness = Literal["low", "medium", "high", "auto"]
 Duplex = Literal["full", "half"]
-TransportMode = Literal["auto", "webrtc", "websocket"]
 
 
 def talk(
     ctx: typer.Context,
-    input_device: Annotated[
-        str | None,
-        typer.Option(help="Microphone: index or part of its name.", rich_help_panel=AUDIO),
-    ] = None,
-    output_device: Annotated[
-        str | None,
-        typer.Option(help="Speaker: index or part of its name.", rich_help_panel=AUDIO),
-    ] = None,
+    input_device: InputDevice = None,
+    output_device: OutputDevice = None,
     duplex: Annotated[
         Duplex | None,
         typer.Option(help="half: mute the mic while the assistant speaks.", rich_help_panel=AUDIO),
@@ -64,14 +67,11 @@ def talk(
     event_log: Annotated[
         Path | None, typer.Option(help="Write every event as a JSON line (bug reports).")
     ] = None,
-    model: Annotated[str | None, typer.Option(help="Realtime model.")] = None,
-    voice: Annotated[str | None, typer.Option(help="Voice, e.g. marin or cedar.")] = None,
-    instructions: Annotated[str | None, typer.Option(help="System instructions.")] = None,
-    transport: Annotated[
-        TransportMode | None,
-        typer.Option(help="webrtc, websocket, or auto (WebSocket when WebRTC cannot connect)."),
-    ] = None,
-    api_key: Annotated[str | None, typer.Option("--api-key", help="API key (prefer env).")] = None,
+    model: Model = None,
+    voice: Voice = None,
+    instructions: Instructions = None,
+    transport: Transport = None,
+    api_key: ApiKey = None,
 ) -> None:
     """Talk with the assistant. Keys: space push-to-talk (--vad off), m mute, Esc interrupt, q quit.
 
@@ -81,10 +81,7 @@ def talk(
 
     with boundary(ctx):
         flags = {
-            "api.api_key": api_key,
-            "session.model": model,
-            "session.voice": voice,
-            "session.instructions": instructions,
+            **session_flags(api_key, model, voice, instructions),
             "audio.input_device": input_device,
             "audio.output_device": output_device,
             "audio.duplex": duplex,

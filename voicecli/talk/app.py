@@ -28,7 +28,7 @@ from voicecli.auth.keys import KeyStore
 from voicecli.config import Settings
 from voicecli.errors import AudioDeviceLost, VoiceCliError
 from voicecli.realtime.pricing import PriceTable, UsageTotals
-from voicecli.realtime.session_events import ResponseStarted, SessionEvent
+from voicecli.realtime.session_events import ResponseStarted
 from voicecli.realtime.tools import registry_from_settings
 from voicecli.talk.controller import Mode, TalkController
 from voicecli.talk.eventlog import EventLog
@@ -260,7 +260,7 @@ class TalkCall:
             if isinstance(event, Reconnecting):
                 self._controller.link_lost()
             self._controller.on_event(event)
-        if self._transcript is not None and isinstance(event, SessionEvent):
+        if self._transcript is not None:
             self._transcript.on_event(event)
         self._show(event)
 
