@@ -23,6 +23,25 @@ def serve(**config: Any) -> contextlib.AbstractAsyncContextManager[RunningServer
     return running_server(ServerConfig(**config))
 
 
+# A text turn makes the model call get_time(UTC); the tool's output makes it say a line.
+GET_TIME_SCRIPT = """
+[[step]]
+on = "text"
+[[step.reply]]
+call = "get_time"
+arguments = {{ timezone = "UTC" }}
+[[step]]
+on = "tool_output"
+match = '{match}'
+[[step.reply]]
+say = "{say}"
+"""
+
+
+def get_time_script(match: str = '"timezone": "UTC"', say: str = "It is time for tea.") -> str:
+    return GET_TIME_SCRIPT.format(match=match, say=say)
+
+
 def scripted(tmp_path: Path, text: str) -> Any:
     path = tmp_path / "script.toml"
     path.write_text(text)

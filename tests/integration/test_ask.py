@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from tests.integration.conftest import scripted, serve
+from tests.integration.conftest import get_time_script, scripted, serve
 from voicecli.app import AskRequest, AskResult, open_transport, run_ask, session_config
 from voicecli.audio.dsp import normalized_xcorr_peak, resample
 from voicecli.audio.formats import RATE_HZ, Pcm
@@ -297,18 +297,7 @@ async def test_the_whole_wav_question_reaches_the_server_before_the_commit(
 
 
 async def test_the_builtin_get_time_tool_round_trip(tmp_path: Path) -> None:
-    script = """
-    [[step]]
-    on = "text"
-    [[step.reply]]
-    call = "get_time"
-    arguments = { timezone = "UTC" }
-    [[step]]
-    on = "tool_output"
-    match = '"timezone": "UTC"'
-    [[step.reply]]
-    say = "It is time for tea."
-    """
+    script = get_time_script()
     before = datetime.now(UTC)
     async with recording_server(responder=scripted(tmp_path, script)) as rec:
         result = await ask(

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.conftest import connected, scripted, serve, user_text
+from tests.integration.conftest import connected, get_time_script, scripted, serve, user_text
 from voicecli.audio.dsp import normalized_xcorr_peak, rms_dbfs, silence, tone
 from voicecli.audio.wav import write_wav
 from voicecli.server.responders import Pcm
@@ -154,18 +154,7 @@ async def test_text_only_session_answers_in_text() -> None:
     assert done["response"]["output"][0]["content"] == [{"type": "output_text", "text": "ping"}]
 
 
-TOOL_SCRIPT = """
-[[step]]
-on = "text"
-[[step.reply]]
-call = "get_time"
-arguments = { timezone = "UTC" }
-[[step]]
-on = "tool_output"
-match = "12:00"
-[[step.reply]]
-say = "It is noon."
-"""
+TOOL_SCRIPT = get_time_script(match="12:00", say="It is noon.")
 
 GET_TIME = {
     "type": "function",

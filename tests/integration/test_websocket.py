@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from tests.integration.conftest import scripted, serve
+from tests.integration.conftest import get_time_script, scripted, serve
 from voicecli.app import open_transport, session_config
 from voicecli.audio.dsp import normalized_xcorr_peak, silence, tone
 from voicecli.audio.formats import RATE_HZ, Pcm
@@ -188,18 +188,7 @@ async def test_a_spoken_turn_is_heard_by_server_vad_and_echoed_back() -> None:
 
 
 async def test_a_tool_call_round_trip_with_the_client_session(tmp_path: Path) -> None:
-    script = """
-    [[step]]
-    on = "text"
-    [[step.reply]]
-    call = "get_time"
-    arguments = { timezone = "UTC" }
-    [[step]]
-    on = "tool_output"
-    match = '"timezone": "UTC"'
-    [[step.reply]]
-    say = "It is time for tea."
-    """
+    script = get_time_script()
     async with serve(responder=scripted(tmp_path, script)) as server:
         settings = settings_for(server.base_url, **{"tools.builtin": ["get_time"]})
         tools = registry_from_settings(settings)
