@@ -17,14 +17,31 @@ import pytest
 from voicecli.testing.pulse import SPEECH_TOOLS, TOOLS, PulseAudio, missing_tools, speech_wav
 
 
-def _unavailable(tools: tuple[str, ...]) -> None:
-    missing = missing_tools(tools)
+def require(missing: list[str], install: str) -> None:
+    """Skip when something this test needs is missing; fail on CI, which installs all of it
+    (.ci/run sets CI=1): a skip there would hide a broken install step."""
     if not missing:
         return
-    reason = f"missing {', '.join(missing)} (apt install pulseaudio pulseaudio-utils espeak-ng sox)"
-    if os.environ.get("CI"):  # CI installs them (.ci/run): a skip there would hide a failure
+    reason = f"missing {', '.join(missing)} ({install})"
+    if os.environ.get("CI"):
         pytest.fail(reason)
     pytest.skip(reason)
+
+
+def _unavailable(tools: tuple[str, ...]) -> None:
+    require(missing_tools(tools), "apt install pulseaudio pulseaudio-utils espeak-ng sox")
+
+
+@pytest.fixture
+def tmux_installed() -> None:
+    require(missing_tools(("tmux",)), "apt install tmux")
+
+
+@pytest.fixture
+def local_extra() -> None:
+    from voicecli.server.assistant import missing_packages
+
+    require(list(missing_packages()), "pip install 'voicecli[local]'")
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -25,10 +24,7 @@ from voicecli.testing.pulse import PulseAudio
 
 from .talk_kit import KEY, play
 
-pytestmark = [
-    pytest.mark.device,
-    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
-]
+pytestmark = [pytest.mark.device, pytest.mark.usefixtures("tmux_installed")]
 
 SCRIPT = """
 [[step]]

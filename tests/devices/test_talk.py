@@ -46,6 +46,7 @@ async def test_speech_goes_round_and_comes_back_out_of_the_speaker(
     stats = json.loads(talk.stats_path.read_text())
     assert stats["audio_path"]["capture_to_rtp_ms"]["n"] > 0
     assert stats["audio_path"]["rtp_to_speaker_ms"]["n"] > 0
+    assert stats["audio_path"]["speaker_pull_errors"] == 0  # the playout never failed the callback
     assert talk.transcript_path.read_text().startswith("you: [speech")
 
 

@@ -12,16 +12,12 @@ from pathlib import Path
 import pytest
 
 from voicecli.server.app import running_server
-from voicecli.server.assistant import missing_packages
 from voicecli.server.http import ServerConfig
 from voicecli.testing.pulse import PulseAudio
 
 from .talk_kit import Talk, kind, play, speaker_recording
 
-pytestmark = [
-    pytest.mark.device,
-    pytest.mark.skipif(bool(missing_packages()), reason="needs the `local` extra"),
-]
+pytestmark = [pytest.mark.device, pytest.mark.usefixtures("local_extra")]
 
 
 async def test_two_spoken_turns_with_a_tool_call(pulse: PulseAudio, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ The session never imports aiortc: it gets ServerEvents plus these link-level fac
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -55,3 +56,12 @@ class Transport(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+async def until_disconnected(queue: asyncio.Queue[TransportEvent]) -> AsyncIterator[TransportEvent]:
+    """A transport's events() from its queue: everything up to and including Disconnected."""
+    while True:
+        event = await queue.get()
+        yield event
+        if isinstance(event, Disconnected):
+            return

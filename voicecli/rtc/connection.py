@@ -36,6 +36,7 @@ from voicecli.realtime.transport import (
     NetworkStats,
     RemoteAudio,
     TransportEvent,
+    until_disconnected,
 )
 from voicecli.rtc import tuning
 from voicecli.rtc.channel import LABEL, EventChannel
@@ -163,12 +164,8 @@ class RtcTransport:
     def send(self, event: dict[str, Any]) -> None:
         self.channel.send(event)
 
-    async def events(self) -> AsyncIterator[TransportEvent]:
-        while True:
-            event = await self._queue.get()
-            yield event
-            if isinstance(event, Disconnected):
-                return
+    def events(self) -> AsyncIterator[TransportEvent]:
+        return until_disconnected(self._queue)
 
     async def run(self) -> None:
         """Drain remote audio and watch the link until it closes; owns its tasks."""

@@ -150,7 +150,7 @@ class TalkCall:
             await self._call()
         finally:
             await asyncio.gather(capture.aclose(), playback.aclose())
-            summary = self._finish()
+            summary = self._finish(_device_counts(capture, playback))
             report(summary)
         if self._failure is not None:
             raise self._failure
@@ -290,13 +290,13 @@ class TalkCall:
             self._failure = failure
             self._end(failure.message)
 
-    def _finish(self) -> dict[str, Any]:
+    def _finish(self, devices: dict[str, int]) -> dict[str, Any]:
         if self._transcript is not None:
             self._transcript.close()
         if self._event_log is not None:
             self._event_log.close()
         summary = self._ui.close(time.monotonic()) if self._ui is not None else {}
-        summary["audio_path"] = self._audio_path()
+        summary["audio_path"] = self._audio_path() | devices
         summary["link"] = self._link_summary()
         if self.request.stats_json is not None:
             self.request.stats_json.write_text(json.dumps(summary, indent=2) + "\n")
@@ -347,6 +347,15 @@ class TalkCall:
             transport=transport.kind,
             embedded=self._key == EMBEDDED_KEY,
         )
+
+
+def _device_counts(capture: Capture, playback: Playback) -> dict[str, int]:
+    """What the PortAudio callbacks could only count (they never log): shown in the summary."""
+    return {
+        "capture_overflows": capture.overflows,
+        "playback_underflows": playback.underflows,
+        "speaker_pull_errors": playback.pull_errors,
+    }
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, cast
@@ -60,7 +60,13 @@ from voicecli.realtime.events import (
     parse_server_event,
     session_update,
 )
-from voicecli.realtime.transport import Disconnected, LinkState, TransportEvent
+from voicecli.realtime.transport import (
+    Disconnected,
+    LinkState,
+    RemoteAudio,
+    TransportEvent,
+    until_disconnected,
+)
 from voicecli.redact import redact
 from voicecli.transports import pcm16
 from voicecli.transports.pcm16 import WIRE_RATE_HZ
@@ -68,7 +74,7 @@ from voicecli.transports.pcm16 import WIRE_RATE_HZ
 log = logging.getLogger(__name__)
 
 BATCH_MS = 40  # mic audio per append: two 20 ms frames, half the messages, +20 ms at most
-AudioCallback = Callable[[Pcm, int | None], None]
+AudioCallback = RemoteAudio  # mono 48 kHz, pts None: WebSocket audio has no timestamps
 
 
 class AudioSource(Protocol):
@@ -319,12 +325,8 @@ class WebSocketTransport:
             return
         self._outbox.put_nowait(text)
 
-    async def events(self) -> AsyncIterator[TransportEvent]:
-        while True:
-            event = await self._queue.get()
-            yield event
-            if isinstance(event, Disconnected):
-                return
+    def events(self) -> AsyncIterator[TransportEvent]:
+        return until_disconnected(self._queue)
 
     async def run(self) -> None:
         """Read, write and pump the mic until the link closes; owns its tasks."""
