@@ -40,6 +40,12 @@ FIRST_BLOCK_S = 2.0  # the first callback may take longer (Bluetooth profile swi
 WATCHDOG_TICK_S = 0.1
 CLOSE_TIMEOUT_S = 2.0
 RING_TARGET_BLOCKS = 2  # resampled playback keeps 20-40 ms queued ahead of the callback
+# The speaker asks for 10 ms at a time, not 20: PortAudio's ALSA host keeps two periods of this
+# size queued, so 20 ms blocks put 45 ms between a pull and the DAC and 10 ms blocks 25 ms
+# (measured on PulseAudio; bench/talk_latency.py). It also halves the wait for the next pull.
+OUTPUT_BLOCK_MS = 10
+# The playout floor that fits: one 20 ms frame of arrival slack plus one speaker block.
+PLAYOUT_FLOOR_MS = FRAME_MS + OUTPUT_BLOCK_MS
 
 # PortAudio PaErrorCode values (portaudio.h); sounddevice exposes them only through _lib.
 PA_HOST_ERROR = -9999
@@ -518,12 +524,12 @@ class Playback:
     """The speaker: PortAudio asks for audio on its clock and we ``pull`` it.
 
     ``pull(n, plays_at_s)`` must be thread-safe and quick: at 48 kHz it is called on the
-    PortAudio thread, for ``n`` (= 960) samples of 48 kHz mono int16, with ``plays_at_s`` the
-    time (``time.monotonic()`` clock) the first of them reaches the DAC. It may return fewer
-    samples; the rest is silence. When the device cannot run at 48 kHz, ``pull`` is called on
-    the loop thread instead, 20 ms at a time, and the audio is resampled into a small ring the
-    callback reads: that adds 20-40 ms of latency (RING_TARGET_BLOCKS) and keeps PyAV out of
-    the callback. ``on_lost(cause)`` as for Capture.
+    PortAudio thread, for ``n`` (480: OUTPUT_BLOCK_MS) samples of 48 kHz mono int16, with
+    ``plays_at_s`` the time (``time.monotonic()`` clock) the first of them reaches the DAC. It
+    may return fewer samples; the rest is silence. When the device cannot run at 48 kHz,
+    ``pull`` is called on the loop thread instead, 20 ms at a time, and the audio is resampled
+    into a small ring the callback reads: that adds 20-40 ms of latency (RING_TARGET_BLOCKS)
+    and keeps PyAV out of the callback. ``on_lost(cause)`` as for Capture.
     """
 
     def __init__(
@@ -586,7 +592,7 @@ class Playback:
                 samplerate=self.rate,
                 channels=self.channels,
                 dtype="int16",
-                blocksize=self.rate * FRAME_MS // 1000,
+                blocksize=self.rate * OUTPUT_BLOCK_MS // 1000,
                 latency="low",
                 callback=callback,
                 finished_callback=self._guard.finished,

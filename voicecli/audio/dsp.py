@@ -127,7 +127,9 @@ def rms_dbfs(pcm: Pcm) -> float:
     """RMS level in dBFS; empty or all-zero input gives SILENCE_FLOOR_DBFS (never -inf)."""
     if pcm.shape[0] == 0:
         return SILENCE_FLOOR_DBFS
-    rms = math.sqrt(float(np.mean(np.square(pcm.astype(np.float64)))))
+    # A dot product: a third of mean(square(x))'s cost; the meters call this on every frame.
+    as_float = pcm.astype(np.float64)
+    rms = math.sqrt(float(np.dot(as_float, as_float)) / pcm.shape[0])
     return _ratio_to_dbfs(rms / FULL_SCALE)
 
 

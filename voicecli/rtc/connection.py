@@ -41,7 +41,7 @@ from voicecli.realtime.transport import (
 from voicecli.rtc import tuning
 from voicecli.rtc.channel import LABEL, EventChannel
 from voicecli.rtc.signaling import Signaler
-from voicecli.rtc.tracks import drain_audio
+from voicecli.rtc.tracks import OpusTrack, drain_audio
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class RtcTransport:
         self.channel = EventChannel(
             self.pc.createDataChannel(LABEL), self._on_event, self._on_channel_close
         )
-        transceiver = self.pc.addTransceiver(mic, direction="sendrecv")
+        transceiver = self.pc.addTransceiver(OpusTrack(mic), direction="sendrecv")
         self._sender = transceiver.sender
         tuning.use_passthrough_jitter_buffer(transceiver.receiver)
         self.call_id: str | None = None

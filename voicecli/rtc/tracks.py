@@ -13,14 +13,18 @@ import contextlib
 import fractions
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import av
 import numpy as np
+import numpy.typing as npt
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from voicecli.audio.dsp import to_mono
 from voicecli.audio.formats import FRAME_SAMPLES, RATE_HZ, Pcm
+from voicecli.rtc import tuning
 
+TIME_BASE = fractions.Fraction(1, RATE_HZ)
 MAX_LAG_S = 0.2  # a stalled loop catches up at most this much, then the clock restarts
 
 
@@ -29,8 +33,60 @@ def audio_frame(pcm: Pcm, pts: int) -> av.AudioFrame:
     frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
     frame.sample_rate = RATE_HZ
     frame.pts = pts
-    frame.time_base = fractions.Fraction(1, RATE_HZ)
+    frame.time_base = TIME_BASE
     return frame
+
+
+class OpusTrack(MediaStreamTrack):
+    """Another audio track's frames, encoded to Opus here on the loop, as packets for aiortc.
+
+    Given a frame, aiortc's sender encodes it in a worker thread (a thread hop and a loop
+    wake-up per 20 ms) and computes the RTP audio level in Python (~95 µs); given a packet it
+    sends it as is. The encode itself takes ~0.2 ms, so doing it inline saved ~2 % of a core
+    in `talk` (bench/talk_latency.py). Same settings as tuning's patched encoder: mono,
+    OPUS_BITRATE, FEC. Packets keep the source's pts, so RTP timestamps are its sample count.
+    """
+
+    kind = "audio"
+
+    def __init__(self, source: MediaStreamTrack) -> None:
+        super().__init__()
+        self.source = source
+        self._codec = _opus_encoder()
+        self._pending: deque[av.Packet[Any]] = deque()
+        self._offset: int | None = None  # source pts - codec pts (libopus shifts by its delay)
+
+    async def recv(self) -> av.Packet[Any]:
+        while not self._pending:
+            frame = await self.source.recv()
+            assert isinstance(frame, av.AudioFrame)  # an audio track yields audio frames
+            self._encode(frame)
+        return self._pending.popleft()
+
+    def _encode(self, frame: av.AudioFrame) -> None:
+        for packet in self._codec.encode(frame):
+            assert packet.pts is not None  # libopus stamps every packet
+            if self._offset is None:
+                self._offset = int(frame.pts or 0) - packet.pts
+            packet.pts += self._offset
+            packet.time_base = TIME_BASE
+            self._pending.append(packet)
+
+    def stop(self) -> None:
+        super().stop()
+        self.source.stop()  # as when aiortc's sender stops the track it was given
+
+
+def _opus_encoder() -> av.AudioCodecContext:
+    codec = av.CodecContext.create("libopus", "w")
+    assert isinstance(codec, av.AudioCodecContext)
+    codec.bit_rate = tuning.OPUS_BITRATE
+    codec.options = dict(tuning.OPUS_OPTIONS)
+    codec.format = "s16"
+    codec.layout = "mono"
+    codec.sample_rate = RATE_HZ
+    codec.time_base = TIME_BASE
+    return codec
 
 
 class PacedAudioTrack(MediaStreamTrack):
@@ -163,4 +219,12 @@ async def drain_audio(track: MediaStreamTrack, sink: AudioSink) -> None:
         while True:
             frame = await track.recv()
             assert isinstance(frame, av.AudioFrame)  # an audio track yields audio frames
-            sink(to_mono(frame.to_ndarray(), len(frame.layout.channels)), int(frame.pts or 0))
+            sink(to_mono(_samples(frame), len(frame.layout.channels)), int(frame.pts or 0))
+
+
+def _samples(frame: av.AudioFrame) -> npt.NDArray[Any]:
+    """The frame's samples; packed s16 (the Opus decoder's) as a view, without to_ndarray's copy."""
+    if frame.format.name != "s16":
+        return frame.to_ndarray()
+    count = frame.samples * len(frame.layout.channels)
+    return np.frombuffer(memoryview(frame.planes[0]), np.int16, count=count)

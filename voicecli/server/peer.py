@@ -19,7 +19,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from voicecli.audio.formats import Pcm
 from voicecli.rtc import tuning
-from voicecli.rtc.tracks import PacedAudioTrack, drain_audio
+from voicecli.rtc.tracks import OpusTrack, PacedAudioTrack, drain_audio
 from voicecli.server.responders import Responder
 from voicecli.server.session import CallSession, SessionOptions
 from voicecli.server.shapes import JsonObject
@@ -100,7 +100,7 @@ class Call:
         for transceiver in self.pc.getTransceivers():
             if transceiver.kind == "audio":
                 transceiver.direction = "sendrecv"
-                transceiver.sender.replaceTrack(self.track)
+                transceiver.sender.replaceTrack(OpusTrack(self.track))
                 tuning.use_passthrough_jitter_buffer(transceiver.receiver)
         answer = await self.pc.createAnswer()
         with tuning.loopback_ice():

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from voicecli.app import EMBEDDED_KEY, AnyTransport, Dial, endpoint, session_config
-from voicecli.audio.devices import Capture, DeviceInfo, Playback, resolve_device
+from voicecli.audio.devices import PLAYOUT_FLOOR_MS, Capture, DeviceInfo, Playback, resolve_device
 from voicecli.audio.dsp import rms_dbfs
 from voicecli.audio.formats import Pcm
-from voicecli.audio.playout import SharedPlayout
+from voicecli.audio.playout import PlayoutConfig, SharedPlayout
 from voicecli.auth.keys import KeyStore
 from voicecli.config import Settings
 from voicecli.errors import AudioDeviceLost, VoiceCliError
@@ -124,7 +124,7 @@ class TalkCall:
         self.request = request
         self._devices = devices
         self.mic = MicRouter()
-        self.playout = SharedPlayout()
+        self.playout = SharedPlayout(PlayoutConfig(min_target_ms=PLAYOUT_FLOOR_MS))
         self.send_probe = SendProbe(lambda: self.mic.current_capture_s)
         self.play_probe = PlayProbe()
         self._levels = (_Meter(), _Meter())
