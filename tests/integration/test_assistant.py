@@ -273,10 +273,12 @@ async def test_speaking_over_the_answer_stops_it(prompts: Path, warm: None) -> N
     stopped = [e for e in client.events if e["type"] == "output_audio_buffer.stopped"]
     assert all(e["response_id"] != cleared["response_id"] for e in stopped)
     # Between the cut and the answer to "help", the long answer (about 12 s) is not played on.
+    # The margins: RTP and the data channel are separate paths, so audio sent just before the
+    # cut (or the new answer's first frames) may arrive on either side of its event.
     gap = [
         pcm
         for at, pcm in client.audio_in
-        if client.arrival(cleared) + 0.1 < at < client.arrival(next_answer)
+        if client.arrival(cleared) + 0.1 < at < client.arrival(next_answer) - 0.1
     ]
     assert len(gap) >= 10, "the answer to the interruption came at once: nothing to check"
     assert rms_dbfs(np.concatenate(gap)) < -60, "the server stopped sending the long answer"

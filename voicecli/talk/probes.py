@@ -24,7 +24,7 @@ from voicecli.audio.formats import RATE_HZ, Pcm
 
 AUDIBLE_DBFS = -50.0
 KEEP = 6000  # samples of each span: two minutes of 20 ms frames
-BLOCK_SAMPLES = 960  # a speaker block is 20 ms
+FIRST_WITHIN = 960  # samples: a first sample this far past a block's start plays in it or next
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -101,7 +101,7 @@ class PlayProbe:
             if frame is None:
                 continue
             self.samples_ms.append((dac_s - frame.arrived_s) * 1000)
-            if self._first_pts is not None and self._first_pts < pts + BLOCK_SAMPLES:
+            if self._first_pts is not None and self._first_pts < pts + FIRST_WITHIN:
                 first_played = dac_s + max(0, self._first_pts - pts) / RATE_HZ
                 self._first_pts = None
         return first_played
