@@ -5,13 +5,17 @@ BIN := $(VENV)/bin
 
 .PHONY: install run ask serve test lint bench bench-long clean
 
-$(BIN)/python:
+# Its own stamp, written last: a venv that failed half-way (no python3-venv) is made again.
+CREATED := $(VENV)/.created
+$(CREATED):
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	touch $(CREATED)
 
 # Reinstall only when the dependencies change (a stamp file, not a pip run per target).
 STAMP := $(VENV)/.installed
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml | $(CREATED)
 	$(BIN)/pip install --quiet -e '.[dev,local]'
 	touch $(STAMP)
 
@@ -47,7 +51,7 @@ bench-long: install
 	$(BIN)/python bench/ask.py --runs 20
 	$(BIN)/python bench/assistant.py
 	$(BIN)/python bench/reconnect.py
-	$(BIN)/python bench/talk_latency.py --seconds 60 --minutes 10
+	$(BIN)/python bench/talk_latency.py --seconds 60 --repeats 3 --minutes 10
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

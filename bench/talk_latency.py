@@ -173,7 +173,7 @@ def report_flatness(run: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--repeats", type=int, default=1, help="0: only the long run")
+    parser.add_argument("--repeats", type=int, default=3, help="0: only the long run")
     parser.add_argument("--minutes", type=float, default=0.0, help="also a long plain run")
     args = parser.parse_args()
     with PulseAudio() as pulse:

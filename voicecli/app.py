@@ -279,13 +279,9 @@ def _ice_limit(settings: Settings) -> float:
 
 
 async def _open_ws(target: Dial, media: Media) -> WebSocketTransport:
-    try:
-        return await open_websocket_transport(
-            target.settings, target.key, target.session, media.mic(), media.on_audio
-        )
-    except AuthError:
-        target.source.invalidate()  # the next attempt gets a fresh ephemeral key
-        raise
+    return await open_websocket_transport(
+        target.settings, target.source, target.session, media.mic(), media.on_audio
+    )
 
 
 async def _open_rtc(target: Dial, media: Media, ice_timeout_s: float | None) -> RtcTransport:

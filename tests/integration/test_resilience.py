@@ -418,3 +418,15 @@ async def test_talk_reconnects_over_the_websocket_too() -> None:
         ("user", "before the drop"),
         ("assistant", "before the drop"),
     ]
+
+
+async def test_a_websocket_reconnect_reuses_the_ephemeral_key_still_valid() -> None:
+    keys = CountingKeys(open=True)
+    async with serve(keys=keys, faults=ServeFaults(drop_after_s=1.5)) as server:
+        settings = settings_for(
+            server.base_url, **{"network.transport": "websocket", "auth.mode": "ephemeral"}
+        )
+        rig = LinkRig(settings, KEY)
+        async with rig.running():
+            await rig.heard.wait_for(lambda: bool(rig.heard.of(Reconnected)), timeout_s=6)
+    assert keys.minted == 1  # the cached key, not a new one per attempt

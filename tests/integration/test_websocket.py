@@ -18,6 +18,7 @@ from tests.integration.conftest import get_time_script, scripted, serve
 from voicecli.app import open_transport, session_config
 from voicecli.audio.dsp import normalized_xcorr_peak, silence, tone
 from voicecli.audio.formats import RATE_HZ, Pcm
+from voicecli.auth.credentials import credential_source
 from voicecli.config import Settings, load_settings
 from voicecli.errors import AuthError, NetworkError
 from voicecli.realtime.events import ServerEvent, UnknownServerEvent, event_type, user_text
@@ -109,7 +110,9 @@ async def websocket(
     """A connected, running WebSocket transport and what it reports; closed on exit."""
     heard = Heard()
     track = PacedAudioTrack(mic.pull) if mic is not None else None
-    transport = await open_websocket_transport(settings, KEY, config, track, heard.on_audio)
+    transport = await open_websocket_transport(
+        settings, credential_source(settings, KEY), config, track, heard.on_audio
+    )
     try:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(transport.run())
@@ -193,7 +196,9 @@ async def test_a_tool_call_round_trip_with_the_client_session(tmp_path: Path) ->
         settings = settings_for(server.base_url, **{"tools.builtin": ["get_time"]})
         tools = registry_from_settings(settings)
         usage = UsageTotals.for_session(PriceTable.load(settings.pricing), "gpt-realtime", None)
-        transport = await open_websocket_transport(settings, KEY, config_of(settings), None)
+        transport = await open_websocket_transport(
+            settings, credential_source(settings, KEY), config_of(settings), None
+        )
         session = Session(transport, tools, usage)
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -252,7 +257,9 @@ async def test_a_refused_key_is_an_auth_error_with_the_service_message() -> None
     async with serve(keys=KeyStore.of([KEY], open=False)) as server:
         settings = settings_for(server.base_url)
         with pytest.raises(AuthError) as refused:
-            await open_websocket_transport(settings, BAD_KEY, config_of(settings), None)
+            await open_websocket_transport(
+                settings, credential_source(settings, BAD_KEY), config_of(settings), None
+            )
         assert socket_calls(server) == []
     assert "Incorrect API key provided" in refused.value.message
     assert "401" in refused.value.message

@@ -50,3 +50,19 @@ RESPONSE_DONE: JsonObject = {
         "metadata": None,
     },
 }
+
+
+# realtime-protocol.md §4.5, a real GA trace: 132 in (64 of them cached audio), 188 out.
+USAGE_320: JsonObject = {
+    "total_tokens": 320,
+    "input_tokens": 132,
+    "output_tokens": 188,
+    "input_token_details": {
+        "text_tokens": 59,
+        "audio_tokens": 73,
+        "image_tokens": 0,
+        "cached_tokens": 64,
+        "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 64, "image_tokens": 0},
+    },
+    "output_token_details": {"text_tokens": 41, "audio_tokens": 147},
+}

@@ -13,9 +13,9 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-from voicecli.audio.dsp import normalized_xcorr_peak, to_mono
+from voicecli.audio.dsp import normalized_xcorr_peak, rms_dbfs, to_mono
 from voicecli.audio.formats import FRAME_SAMPLES, RATE_HZ, Pcm
-from voicecli.rtc.tracks import OpusTrack, audio_frame
+from voicecli.rtc.tracks import OpusTrack, _opus_encoder, audio_frame
 
 OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=96)
 
@@ -51,6 +51,12 @@ async def packets_of(track: OpusTrack) -> list[av.Packet]:
     return out
 
 
+def decoded(packets: list[av.Packet]) -> Pcm:
+    decoder = OpusDecoder()  # what a receiving aiortc peer (our serve) decodes with
+    frames = [decoder.decode(JitterFrame(bytes(p), int(p.pts or 0))) for p in packets]
+    return np.concatenate([to_mono(f.to_ndarray(), 2) for batch in frames for f in batch])
+
+
 async def test_one_packet_per_frame_stamped_with_the_sources_sample_count() -> None:
     track = OpusTrack(Frames(tone(0.2), first_pts=96000))
     packets = await packets_of(track)
@@ -71,14 +77,7 @@ async def test_aiortc_sends_the_packets_as_they_are_with_our_timestamps() -> Non
 async def test_what_is_sent_decodes_to_the_source_audio() -> None:
     source = tone(1.0)
     packets = await packets_of(OpusTrack(Frames(source)))
-    decoder = OpusDecoder()  # what a receiving aiortc peer (our serve) decodes with
-    heard = np.concatenate(
-        [
-            to_mono(frame.to_ndarray(), 2)
-            for p in packets
-            for frame in decoder.decode(JitterFrame(bytes(p), int(p.pts or 0)))
-        ]
-    )
+    heard = decoded(packets)
     r, _lag = normalized_xcorr_peak(source, heard)
     assert r > 0.9, r
 
@@ -97,3 +96,21 @@ async def test_stopping_it_stops_the_source() -> None:
     assert source.readyState == "ended"
     with pytest.raises(MediaStreamError):
         await track.recv()
+
+
+def test_libopus_takes_every_option_we_set() -> None:
+    codec = _opus_encoder()
+    names = {o.name for o in codec.supported_options.private}
+    assert {"fec", "packet_loss", "application"} <= names  # unknown names would be ignored
+    assert codec.encode(audio_frame(np.zeros(FRAME_SAMPLES, dtype=np.int16), 0))
+    assert codec.is_open
+    assert codec.options == {}  # after opening, PyAV keeps only what the codec did NOT consume
+    assert codec.bit_rate == 32000
+
+
+async def test_mono_keeps_the_level() -> None:
+    # aiortc's encoder upmixes mono to stereo, -3 dB a channel; ours sends mono.
+    source = tone(1.0)
+    packets = await packets_of(OpusTrack(Frames(source)))
+    heard = decoded(packets)
+    assert rms_dbfs(heard) == pytest.approx(rms_dbfs(source), abs=0.5)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from openai.types.realtime import RealtimeResponseUsage, ResponseDoneEvent
 
-from tests.unit.samples import RESPONSE_DONE
+from tests.unit.samples import RESPONSE_DONE, USAGE_320
 from voicecli.config import Settings
 from voicecli.realtime.pricing import (
     Prices,
@@ -28,20 +28,6 @@ JsonObject = dict[str, Any]
 # §4.5 response.done spec example: total 253.
 USAGE_253: JsonObject = RESPONSE_DONE["response"]["usage"]
 
-# §4.5 real GA trace: total 320; the 64 cached tokens are all audio.
-USAGE_320: JsonObject = {
-    "total_tokens": 320,
-    "input_tokens": 132,
-    "output_tokens": 188,
-    "input_token_details": {
-        "text_tokens": 59,
-        "audio_tokens": 73,
-        "image_tokens": 0,
-        "cached_tokens": 64,
-        "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 64, "image_tokens": 0},
-    },
-    "output_token_details": {"text_tokens": 41, "audio_tokens": 147},
-}
 
 # §4.5 input transcription usage, both shapes.
 TRANSCRIPTION_TOKENS: JsonObject = {

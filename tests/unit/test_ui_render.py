@@ -9,12 +9,12 @@ from __future__ import annotations
 import io
 import re
 import time
-from typing import Any
 
 import pytest
 from rich.cells import cell_len
 from rich.console import Console
 
+from tests.unit.samples import USAGE_320
 from voicecli.realtime.pricing import PriceTable
 from voicecli.realtime.session_events import (
     AssistantText,
@@ -42,14 +42,6 @@ from voicecli.talk.events import (
 from voicecli.ui.dashboard import Dashboard, render
 from voicecli.ui.state import DashboardConfig, DashboardState, initial_state, reduce
 
-USAGE_320: dict[str, Any] = {
-    "input_token_details": {
-        "text_tokens": 59,
-        "audio_tokens": 73,
-        "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 64},
-    },
-    "output_token_details": {"text_tokens": 41, "audio_tokens": 147},
-}
 CALL = CallInfo("https://api.openai.com/v1", "gpt-realtime", "marin", "rtc_abc123", "webrtc", False)
 TOOL = ToolResult("c1", "get_time", '{"time": "21:14"}', ok=True, duration_s=0.12)
 

@@ -7,11 +7,11 @@ what a user would see: the turns in speech order, their text and status, the fig
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.unit.samples import USAGE_320
 from voicecli.realtime.pricing import PriceTable
 from voicecli.realtime.session_events import (
     AssistantText,
@@ -57,20 +57,6 @@ from voicecli.ui.state import (
 
 Timed = tuple[float, TalkEvent]
 
-# realtime-protocol.md §4.5, a real GA trace: 132 in (64 cached audio), 188 out.
-USAGE_320: dict[str, Any] = {
-    "total_tokens": 320,
-    "input_tokens": 132,
-    "output_tokens": 188,
-    "input_token_details": {
-        "text_tokens": 59,
-        "audio_tokens": 73,
-        "image_tokens": 0,
-        "cached_tokens": 64,
-        "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 64, "image_tokens": 0},
-    },
-    "output_token_details": {"text_tokens": 41, "audio_tokens": 147},
-}
 # gpt-realtime: 59*4 + (73-64)*32 + 64*0.40 + 41*16 + 147*64 = 10613.6 per 1M
 COST_320 = Decimal("0.0106136")
 

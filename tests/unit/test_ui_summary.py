@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
+from tests.unit.samples import USAGE_320
 from voicecli.realtime.pricing import PriceTable
 from voicecli.realtime.session_events import (
     AssistantText,
@@ -29,15 +29,6 @@ from voicecli.talk.events import (
 )
 from voicecli.ui.state import DashboardConfig, DashboardState, initial_state, reduce
 from voicecli.ui.summary import render_summary, summary
-
-USAGE_320: dict[str, Any] = {
-    "input_token_details": {
-        "text_tokens": 59,
-        "audio_tokens": 73,
-        "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 64},
-    },
-    "output_token_details": {"text_tokens": 41, "audio_tokens": 147},
-}
 
 
 def session(model: str) -> DashboardState:

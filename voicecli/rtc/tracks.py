@@ -22,9 +22,14 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from voicecli.audio.dsp import to_mono
 from voicecli.audio.formats import FRAME_SAMPLES, RATE_HZ, Pcm
-from voicecli.rtc import tuning
 
 TIME_BASE = fractions.Fraction(1, RATE_HZ)
+# aiortc's own encoder sends stereo at 96 kbit/s without FEC (aiortc-notes §2.2): speech needs
+# one channel (its mono→stereo upmix also costs 3 dB) and far fewer bits.
+OPUS_BITRATE = 32_000
+# libopus options through PyAV (unknown names are silently ignored, so a unit test reads them
+# back). FEC with an expected loss of 10 % lets a receiver recover single lost packets.
+OPUS_OPTIONS = {"application": "voip", "fec": "1", "packet_loss": "10"}
 MAX_LAG_S = 0.2  # a stalled loop catches up at most this much, then the clock restarts
 
 
@@ -43,8 +48,8 @@ class OpusTrack(MediaStreamTrack):
     Given a frame, aiortc's sender encodes it in a worker thread (a thread hop and a loop
     wake-up per 20 ms) and computes the RTP audio level in Python (~95 µs); given a packet it
     sends it as is. The encode itself takes ~0.2 ms, so doing it inline saved ~2 % of a core
-    in `talk` (bench/talk_latency.py). Same settings as tuning's patched encoder: mono,
-    OPUS_BITRATE, FEC. Packets keep the source's pts, so RTP timestamps are its sample count.
+    in `talk` (bench/talk_latency.py). Mono, OPUS_BITRATE, FEC (OPUS_OPTIONS). Packets keep the
+    source's pts, so RTP timestamps are its sample count.
     """
 
     kind = "audio"
@@ -80,8 +85,8 @@ class OpusTrack(MediaStreamTrack):
 def _opus_encoder() -> av.AudioCodecContext:
     codec = av.CodecContext.create("libopus", "w")
     assert isinstance(codec, av.AudioCodecContext)
-    codec.bit_rate = tuning.OPUS_BITRATE
-    codec.options = dict(tuning.OPUS_OPTIONS)
+    codec.bit_rate = OPUS_BITRATE
+    codec.options = dict(OPUS_OPTIONS)
     codec.format = "s16"
     codec.layout = "mono"
     codec.sample_rate = RATE_HZ

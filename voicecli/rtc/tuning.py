@@ -7,7 +7,7 @@ Why each patch exists is measured in ../shared/docs/aiortc-notes.md:
   nothing usable on a machine whose only reachable address is loopback (§4.4);
 - Opus fmtp: aiortc offers no `a=fmtp` at all; the real service answers
   `minptime=10;useinbandfec=1` (§2.3 and the captured answer);
-- Opus encoder: aiortc encodes stereo at 96 kbit/s without FEC (§2.2);
+- ICE gathering timeout: aioice waits 5 s for an unreachable STUN server (§4.2);
 - pass-through receive jitter buffer: aiortc's adds a fixed 80 ms, +200 ms for the rest of the
   call after one lost packet (§3.2, §3.3);
 - outgoing RTP loss: a fault switch for tests of our playout under loss.
@@ -22,9 +22,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import aioice.ice
-import av
 from aiortc.codecs import CODECS
-from aiortc.codecs import opus as aiortc_opus
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtp import is_rtcp
 from aiortc.utils import uint16_gt
@@ -35,10 +33,6 @@ LOOPBACK_ADDRESS = "127.0.0.1"
 # this; OpenAI needs no server-reflexive candidate anyway (it learns ours peer-reflexively).
 GATHER_TIMEOUT_S = 0.8
 OPUS_FMTP = {"minptime": 10, "useinbandfec": 1}
-OPUS_BITRATE = 32_000
-# libopus options through PyAV (unknown names are silently ignored, so the guard test reads
-# them back). FEC with an expected loss of 10 % lets a receiver recover single lost packets.
-OPUS_OPTIONS = {"application": "voip", "fec": "1", "packet_loss": "10"}
 
 _loopback_only: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "voicecli_loopback_only", default=False
@@ -78,7 +72,6 @@ def install() -> None:
     aioice.ice.get_host_addresses = _host_addresses
     set_gather_timeout(GATHER_TIMEOUT_S)
     _tune_opus_offer()
-    _tune_opus_encoder()
     _installed = True
 
 
@@ -93,28 +86,6 @@ def _tune_opus_offer() -> None:
     for codec in CODECS["audio"]:
         if codec.mimeType.lower() == "audio/opus":
             codec.parameters.update(OPUS_FMTP)
-
-
-def _tune_opus_encoder() -> None:
-    original_init = aiortc_opus.OpusEncoder.__init__
-
-    def init(self: Any) -> None:
-        original_init(self)
-        # Must happen before the first encode() opens the codec. Mono: speech needs one
-        # channel, and aiortc's mono→stereo upmix costs 3 dB (any Opus decoder plays mono).
-        self.codec.bit_rate = OPUS_BITRATE
-        self.codec.options = dict(OPUS_OPTIONS)
-        self.codec.layout = "mono"
-        self.resampler = av.AudioResampler(
-            format="s16",
-            layout="mono",
-            rate=aiortc_opus.SAMPLE_RATE,
-            frame_size=aiortc_opus.SAMPLES_PER_FRAME,
-        )
-
-    if not getattr(original_init, "_voicecli_tuned", False):
-        init._voicecli_tuned = True  # type: ignore[attr-defined]  # marker against double-patching
-        setattr(aiortc_opus.OpusEncoder, "__init__", init)  # noqa: B010  # mypy: method-assign
 
 
 class PassThroughJitterBuffer:

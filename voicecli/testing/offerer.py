@@ -22,7 +22,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from voicecli.audio.formats import FRAME_SAMPLES
 from voicecli.realtime.schema import SchemaProblem, check_server_event
 from voicecli.rtc import tuning
-from voicecli.rtc.tracks import PacedAudioTrack, PcmQueue, drain_audio
+from voicecli.rtc.tracks import OpusTrack, PacedAudioTrack, PcmQueue, drain_audio
 from voicecli.server.responders import Pcm
 
 JsonObject = dict[str, Any]
@@ -72,7 +72,7 @@ class Offerer:
     async def connect(self, timeout_s: float = 10.0) -> None:
         """Offer, exchange SDP over HTTP, and wait for session.created."""
         tuning.install()
-        self.pc.addTrack(self.track)
+        self.pc.addTrack(OpusTrack(self.track))
         self.timings.offer_s = time.perf_counter()
         with tuning.loopback_ice():
             await self.pc.setLocalDescription(await self.pc.createOffer())

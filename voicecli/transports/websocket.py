@@ -47,7 +47,12 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from voicecli.audio.dsp import Resampler, to_mono
 from voicecli.audio.formats import RATE_HZ, Pcm
-from voicecli.auth.credentials import api_client, api_endpoint, credential_source, request_headers
+from voicecli.auth.credentials import (
+    CredentialSource,
+    api_client,
+    api_endpoint,
+    request_headers,
+)
 from voicecli.config import Settings
 from voicecli.errors import AuthError, NetworkError, ServiceError, VoiceCliError
 from voicecli.realtime.events import (
@@ -503,13 +508,15 @@ def ws_options(settings: Settings) -> WsOptions:
 
 async def open_websocket_transport(
     settings: Settings,
-    key: str,
+    source: CredentialSource,
     session_cfg: JsonObject,
     mic: AudioSource | None,
     on_audio: AudioCallback | None = None,
 ) -> WebSocketTransport:
-    """Credentials → a connected WebSocket transport, its session created and configured."""
-    source = credential_source(settings, key)
+    """Credentials → a connected WebSocket transport, its session created and configured.
+
+    ``source`` is the caller's, kept across attempts: a cached ephemeral key is reused, and a
+    refused one is dropped from that same cache."""
     credentials = await source.get(session_cfg)
     target = api_endpoint(settings)
     ephemeral = credentials.kind != "standard"
