@@ -49,6 +49,7 @@ from voicecli.realtime.session import Session
 from voicecli.realtime.session_events import AudioState, SessionEvent
 from voicecli.realtime.tools import ToolRegistry, ToolResult, registry_from_settings
 from voicecli.realtime.transport import RemoteAudio
+from voicecli.redact import redact
 from voicecli.rtc.connection import RtcOptions, RtcTransport, Stage
 from voicecli.rtc.signaling import Signaler
 from voicecli.rtc.tracks import PacedAudioTrack, PcmQueue
@@ -216,7 +217,7 @@ class Dial:
     ephemeral key is reused until it expires or is refused)."""
 
     settings: Settings
-    key: str
+    key: str = field(repr=False)
     session: dict[str, Any]
     source: CredentialSource
     notify: Callable[[str], None] = lambda _: None  # one line for the user (the fallback)
@@ -410,7 +411,7 @@ def _ask_budget(settings: Settings) -> float:
 
 
 def _say(line: str) -> None:
-    print(f"voicecli: {line}", file=sys.stderr)
+    print(f"voicecli: {redact(line)}", file=sys.stderr)
 
 
 def _say_retry(retry: Retry) -> None:

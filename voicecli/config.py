@@ -57,7 +57,7 @@ class _Model(BaseModel):
 
 class ApiSettings(_Model):
     base_url: str = "https://api.openai.com/v1"
-    api_key: str = ""
+    api_key: str = Field(default="", repr=False)
     provider: Literal["openai", "azure"] = "openai"
     azure_endpoint: str = ""
     azure_deployment: str = ""

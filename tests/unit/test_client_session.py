@@ -16,7 +16,12 @@ from typing import Any
 from voicecli.realtime.events import UnknownServerEvent, encode_client_event, parse_server_object
 from voicecli.realtime.pricing import PriceTable, UsageTotals
 from voicecli.realtime.session import Session
-from voicecli.realtime.session_events import AudioState, SessionEvent, ToolCallFinished
+from voicecli.realtime.session_events import (
+    AudioState,
+    ServiceErrorEvent,
+    SessionEvent,
+    ToolCallFinished,
+)
 from voicecli.realtime.tools import ToolRegistry
 from voicecli.realtime.transport import Disconnected, TransportEvent
 from voicecli.server import shapes
@@ -383,3 +388,19 @@ async def test_disconnected_ends_run_and_releases_wait_idle() -> None:
         await idle
     assert session.ended == Disconnected("the data channel closed")
     assert session.busy(), "the answer never came: the caller must see that the call ended"
+
+
+async def test_a_service_error_quoting_a_key_reaches_no_one_with_the_key() -> None:
+    key = "sk-proj-Ab3dEfGhIjKlMnOpQrStUvWxYz0123456789"
+    async with running() as h:
+        error = {
+            "type": "invalid_request_error",
+            "code": "invalid_api_key",
+            "message": f"bad {key}",
+        }
+        h.transport.feed(_event("error", error=error))
+        await until(lambda: bool(h.session.errors))
+    shown = [e for e in h.seen if isinstance(e, ServiceErrorEvent)]
+    assert [e.code for e in shown] == ["invalid_api_key"]
+    assert key not in repr(shown) and key not in repr(h.session.errors)
+    assert shown[0].message.startswith("bad sk-")  # masked, still recognisable

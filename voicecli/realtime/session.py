@@ -49,6 +49,7 @@ from voicecli.realtime.transport import (
     Transport,
     TransportEvent,
 )
+from voicecli.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -307,9 +308,10 @@ class Session:
 
     def _error(self, data: JsonObject) -> None:
         error = data["error"]
-        failure = ServiceErrorEvent(
-            error.get("code"), error.get("message") or "", error.get("event_id")
-        )
+        # Redacted here, where the text enters: the dashboard, `ask --json`, transcripts and
+        # logs all show it (a service error may quote a key it refused).
+        message = redact(error.get("message") or "")
+        failure = ServiceErrorEvent(error.get("code"), message, error.get("event_id"))
         if error.get("code") == "conversation_already_has_active_response":
             self._create_in_flight, self._create_wanted = False, True
         self.errors.append(failure)
