@@ -1,4 +1,5 @@
-"""Sound devices through PortAudio (sounddevice): list them, pick one, capture and play 20 ms.
+"""Sound devices through PortAudio (sounddevice): list them, pick one, capture 20 ms blocks and
+play 10 ms ones (OUTPUT_BLOCK_MS).
 
 sounddevice is imported inside functions only: the import initialises PortAudio (about 80 ms,
 and it lists the devices once, for the life of the process), and a missing PortAudio library
@@ -39,7 +40,7 @@ STALL_S = 0.5  # no callback for this long while running: the device is stalled
 FIRST_BLOCK_S = 2.0  # the first callback may take longer (Bluetooth profile switch, cold server)
 WATCHDOG_TICK_S = 0.1
 CLOSE_TIMEOUT_S = 2.0
-RING_TARGET_BLOCKS = 2  # resampled playback keeps 20-40 ms queued ahead of the callback
+RING_TARGET_BLOCKS = 2  # resampled playback tops its ring up to 40 ms in 20 ms pulls
 # The speaker asks for 10 ms at a time, not 20: PortAudio's ALSA host keeps two periods of this
 # size queued, so 20 ms blocks put 45 ms between a pull and the DAC and 10 ms blocks 25 ms
 # (measured on PulseAudio; bench/talk_latency.py). It also halves the wait for the next pull.
@@ -417,13 +418,8 @@ class Capture:
         self._resampler: Resampler | None = None
         self._chunker = _Rechunker()
 
-    def start(self) -> None:
-        """Open and start the stream (blocks 10-200 ms; prefer ``astart`` on a running loop)."""
-        self._open()
-        self._guard.arm()
-
     async def astart(self) -> None:
-        """``start()`` with the blocking open in a worker thread. Raises AudioError."""
+        """Open and start the stream, the blocking calls in a worker thread. Raises AudioError."""
         await asyncio.to_thread(self._open)
         await self._guard.started()
 
@@ -506,8 +502,10 @@ class _Ring:
     def read(self, n: int) -> Pcm:
         with self._lock:
             n = min(n, self.level)
-            idx = (self._start + np.arange(n)) % self._buf.shape[0]
-            out = self._buf[idx]
+            first = min(n, self._buf.shape[0] - self._start)  # two slice copies, as write()
+            out = np.concatenate(
+                (self._buf[self._start : self._start + first], self._buf[: n - first])
+            )
             self._start = (self._start + n) % self._buf.shape[0]
             self.level -= n
             return out
@@ -528,7 +526,7 @@ class Playback:
     ``plays_at_s`` the time (``time.monotonic()`` clock) the first of them reaches the DAC. It
     may return fewer samples; the rest is silence. When the device cannot run at 48 kHz,
     ``pull`` is called on the loop thread instead, 20 ms at a time, and the audio is resampled
-    into a small ring the callback reads: that adds 20-40 ms of latency (RING_TARGET_BLOCKS)
+    into a small ring the callback reads: that adds 40-60 ms of latency (RING_TARGET_BLOCKS)
     and keeps PyAV out of the callback. ``on_lost(cause)`` as for Capture.
     """
 
@@ -554,14 +552,8 @@ class Playback:
         self._ring_end_s = 0.0  # when the sample after the last one read will play
         self._refill_pending = False
 
-    def start(self) -> None:
-        """Open and start the stream (blocks 10-200 ms; prefer ``astart`` on a running loop)."""
-        self._prepare(self._choose())
-        self._open()
-        self._guard.arm()
-
     async def astart(self) -> None:
-        """``start()`` with the blocking calls in a worker thread. Raises AudioError."""
+        """Open and start the stream, the blocking calls in a worker thread. Raises AudioError."""
         self._prepare(await asyncio.to_thread(self._choose))
         await asyncio.to_thread(self._open)
         await self._guard.started()

@@ -50,11 +50,11 @@ from enum import StrEnum
 import numpy as np
 import numpy.typing as npt
 
+from voicecli.audio.dsp import FULL_SCALE, ms_to_samples
 from voicecli.audio.formats import RATE_HZ, Pcm
 
 Gain = npt.NDArray[np.float32]
 
-FULL_SCALE = 32768.0
 JITTER_GAIN = 1 / 16  # RFC 3550 §6.4.1 interarrival jitter smoothing
 PEAK_REFRESH = 0.75  # a lateness this close to the held peak counts as the same peak again
 
@@ -103,7 +103,7 @@ class PlayoutConfig:
             raise ValueError("flush_fade_ms and drift_step_ms must be > 0, edge_fade_ms >= 0")
 
     def samples(self, ms: float) -> int:
-        return round(ms * self.rate / 1000)
+        return ms_to_samples(ms, self.rate)
 
 
 @dataclass(frozen=True)
@@ -662,7 +662,7 @@ class PlayoutBuffer:
 class SharedPlayout:
     """A PlayoutBuffer shared by the event loop (push, flush, mark) and the audio callback
     thread (pull). The input copy happens outside the lock; inside it runs one buffer call
-    (a few µs, see bench/playout.py), far below the 20 ms block and the GIL's 5 ms switch."""
+    (a few µs, see bench/playout.py), far below the 10 ms block and the GIL's 5 ms switch."""
 
     def __init__(self, config: PlayoutConfig | None = None) -> None:
         self._buffer = PlayoutBuffer(config)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from voicecli.audio.dsp import resample, to_mono
+from voicecli.audio.formats import RATE_HZ, Pcm
 from voicecli.errors import UsageError
-from voicecli.server.responders import RATE_HZ, Pcm
 
 _CONVERT_HINT = "convert it to 16-bit PCM WAV, e.g. `ffmpeg -i IN -c:a pcm_s16le OUT.wav`"
 

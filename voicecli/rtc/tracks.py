@@ -188,9 +188,6 @@ class PcmQueue:
             self._queue.append(pcm)
             self.drained.clear()
 
-    def pending(self) -> bool:
-        return bool(self._queue)
-
     def pull(self, n: int) -> Pcm:
         out = np.zeros(n, dtype=np.int16)
         filled = 0

@@ -13,7 +13,6 @@ and played, for the dashboard's per-turn latency.
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections import deque
 from collections.abc import Callable
@@ -21,18 +20,11 @@ from dataclasses import dataclass
 
 from voicecli.audio.dsp import rms_dbfs
 from voicecli.audio.formats import RATE_HZ, Pcm
+from voicecli.ui.state import percentile
 
 AUDIBLE_DBFS = -50.0
-KEEP = 6000  # samples of each span: two minutes of 20 ms frames
+KEEP = 6000  # samples of each span: two minutes of mic frames, one of 10 ms speaker blocks
 FIRST_WITHIN = 960  # samples: a first sample this far past a block's start plays in it or next
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[round(q) - 1]
 
 
 @dataclass(frozen=True)
@@ -43,7 +35,8 @@ class Span:
 
 
 def span(values: deque[float]) -> Span:
-    data = list(values)
+    # Nearest rank, like the dashboard's turn latencies: both end up in the same summary.
+    data = sorted(values)
     return Span(percentile(data, 50), percentile(data, 95), len(data))
 
 
