@@ -7,15 +7,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from voicecli.server.app import RunningServer, running_server
 from voicecli.server.echo import EchoResponder
 from voicecli.server.http import ServerConfig
 from voicecli.server.script import ScriptedResponder, load_script
 from voicecli.testing.offerer import Offerer
-
-pytestmark = pytest.mark.integration
 
 
 def serve(**config: Any) -> contextlib.AbstractAsyncContextManager[RunningServer]:

@@ -81,11 +81,9 @@ async def test_groups_run_side_by_side_and_a_group_in_order() -> None:
         Planned("slow", step("a2", 0.0)),
         Planned("fast", step("b", 0.3)),
     ]
-    started = time.monotonic()
     results = await run_plan(plan)
-    took = time.monotonic() - started
     assert [r.name for r in results] == ["a1", "a2", "b"]  # plan order, not finishing order
-    assert took < 0.55, "the two groups ran one after the other"
+    assert order.index("b start") < order.index("a1 end"), "the groups ran one after the other"
     assert order.index("a1 end") < order.index("a2 start")  # in order within a group
 
 
