@@ -153,7 +153,7 @@ def session_config(
     session: dict[str, Any] = {
         "type": "realtime",
         "model": model_name(settings),
-        "output_modalities": ["text" if text_only else "audio"],
+        "output_modalities": ["text" if text_only else settings.session.output_modalities],
         "audio": {"input": audio_in, "output": {"voice": settings.session.voice}},
         "tools": tools.definitions(),
     }

@@ -612,9 +612,15 @@ async def test_no_http_connection_is_left_open_after_an_answer() -> None:
     assert left_open == 0, f"{left_open} HTTP connection(s) still open 1 s after the answer"
 
 
-async def test_text_only_answers_in_text() -> None:
+@pytest.mark.parametrize(
+    ("flags", "text_only"),
+    [({}, True), ({"session.output_modalities": "text"}, False)],
+    ids=["--text-only", "config"],
+)
+async def test_text_only_answers_in_text(flags: dict[str, Any], text_only: bool) -> None:
     async with serve() as server:
-        result = await ask(settings_for(server.base_url), text="in writing", text_only=True)
+        settings = settings_for(server.base_url, **flags)
+        result = await ask(settings, text="in writing", text_only=text_only)
     assert result.transcript == "in writing"
     assert result.timings["first_audio_s"] is None
     assert result.usage.tokens.audio_out == 0
